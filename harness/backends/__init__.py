@@ -1,0 +1,70 @@
+"""The backend registry: built-in backends plus any registered under the ``harness.backends``
+entry-point group (each entry point is a callable returning one Backend).
+
+Backends are imported only when asked for, so ``harness list`` never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import metadata
+
+from harness.backends.base import Backend
+from harness.errors import UnknownNameError
+
+ENTRY_POINT_GROUP = "harness.backends"
+
+
+def _eager(device: str) -> Callable[[], Backend]:
+    def build() -> Backend:
+        from harness.backends.eager import EagerBackend
+
+        return EagerBackend(device)
+
+    return build
+
+
+def _torchscript(mode: str) -> Callable[[], Backend]:
+    def build() -> Backend:
+        from harness.backends.torchscript import TorchScriptBackend
+
+        return TorchScriptBackend(mode)  # type: ignore[arg-type]
+
+    return build
+
+
+def _onnxruntime(exporter: str, device: str) -> Callable[[], Backend]:
+    def build() -> Backend:
+        from harness.backends.onnx_runtime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(exporter, device)  # type: ignore[arg-type]
+
+    return build
+
+
+BUILTIN_BACKENDS: dict[str, Callable[[], Backend]] = {
+    "eager": _eager("cpu"),
+    "torchscript-script": _torchscript("script"),
+    "torchscript-trace": _torchscript("trace"),
+    "onnxruntime-legacy": _onnxruntime("legacy", "cpu"),
+    "onnxruntime-dynamo": _onnxruntime("dynamo", "cpu"),
+    "eager-cuda": _eager("cuda"),
+    "onnxruntime-legacy-cuda": _onnxruntime("legacy", "cuda"),
+    "onnxruntime-dynamo-cuda": _onnxruntime("dynamo", "cuda"),
+}
+REFERENCE_BACKEND = "eager"
+
+
+def backend_names() -> list[str]:
+    """Every known backend name: built-ins first, then entry points, in a stable order."""
+    plugged = sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return list(BUILTIN_BACKENDS) + [name for name in plugged if name not in BUILTIN_BACKENDS]
+
+
+def get_backend(name: str) -> Backend:
+    if name in BUILTIN_BACKENDS:
+        return BUILTIN_BACKENDS[name]()
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+        backend: Backend = entry_point.load()()
+        return backend
+    raise UnknownNameError(f"unknown backend {name!r}; known: {', '.join(backend_names())}")

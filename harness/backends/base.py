@@ -1,0 +1,46 @@
+"""The backend protocol: tensors in, named tensors out, with a reason whenever it cannot run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from harness.case import Case
+from harness.config import RnnConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class Availability:
+    """Whether a backend can run on this machine at all, and why not."""
+
+    available: bool
+    reason: str = ""
+
+
+class PreparedModel(Protocol):
+    """A case made ready by one backend (exported, compiled, loaded)."""
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named outputs for named inputs; the names are those of Case.output_names."""
+
+
+class Backend(Protocol):
+    """One way of computing a case. Implementations live one per module under harness.backends."""
+
+    name: str
+    device: str
+    description: str
+
+    def availability(self) -> Availability:
+        """Cheap check whether this backend can run here (packages, devices)."""
+
+    def known_limitation(self, config: RnnConfig) -> str | None:
+        """Why this backend is known not to handle config (tried anyway; a failure is 'unsupported')."""
+
+    def is_slow(self, config: RnnConfig) -> bool:
+        """True when this cell is too slow for a default run (it then runs only under --all)."""
+
+    def prepare(self, case: Case) -> PreparedModel:
+        """Export / compile / load the case's module; raises on failure."""

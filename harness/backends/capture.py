@@ -1,0 +1,69 @@
+"""Collect what upstream tools say while preparing a backend, so it becomes a finding, not noise."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+
+# Loggers that print on every export (e.g. "torchvision is not installed. Skipping ...").
+_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript")
+
+
+@contextlib.contextmanager
+def captured_upstream_messages() -> Iterator[list[str]]:
+    """Yield a list that fills with the distinct warnings raised inside the block (first lines).
+
+    Upstream output is kept off the user's terminal, including what C++ code writes straight to
+    file descriptors 1 and 2 (the legacy exporter dumps its whole IR graph there on failure).
+    """
+    notes: list[str] = []
+    saved_levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            _file_descriptors_silenced(),
+        ):
+            warnings.simplefilter("always")
+            yield notes
+        for warning in caught:
+            line = f"{warning.category.__name__}: {str(warning.message).splitlines()[0]}"
+            if line not in notes:
+                notes.append(line)
+    finally:
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _file_descriptors_silenced() -> Iterator[None]:
+    """Point fds 1 and 2 at /dev/null for the block, then restore them."""
+    for stream in (sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in saved:
+            os.close(descriptor)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    return f"{type(error).__name__}: {message}"[:300]

@@ -1,0 +1,71 @@
+"""Eager PyTorch: the reference backend (CPU), and the same module on CUDA when present."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from harness.backends.base import Availability
+from harness.backends.wrappers import flat_module_for
+from harness.case import Case
+from harness.config import RnnConfig
+
+
+@dataclass(frozen=True)
+class TorchModel:
+    """A torch module (eager or TorchScript) called on one device without autograd."""
+
+    module: torch.nn.Module
+    device: str
+    output_names: tuple[str, ...]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = [torch.from_numpy(array).to(self.device) for array in inputs.values()]
+        with torch.no_grad(), _no_tf32():
+            outputs = self.module(*tensors)
+        return {name: tensor.detach().cpu().numpy() for name, tensor in zip(self.output_names, outputs, strict=True)}
+
+
+class _no_tf32:
+    """TF32 matmuls on Ampere+ trade bits for speed; a reproducibility check must not use them."""
+
+    def __enter__(self) -> None:
+        self._saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc: object) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved
+
+
+def cuda_availability() -> Availability:
+    if not torch.cuda.is_available():
+        return Availability(available=False, reason="no CUDA device (torch.cuda.is_available() is False)")
+    return Availability(available=True)
+
+
+class EagerBackend:
+    """The module exactly as built, called eagerly: the golden reference on CPU."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.name = "eager" if device == "cpu" else f"eager-{device}"
+        self.description = f"eager torch.nn module on {device}"
+
+    def availability(self) -> Availability:
+        return cuda_availability() if self.device == "cuda" else Availability(available=True)
+
+    def known_limitation(self, config: RnnConfig) -> str | None:
+        return None
+
+    def is_slow(self, config: RnnConfig) -> bool:
+        return False
+
+    def prepare(self, case: Case) -> TorchModel:
+        module = flat_module_for(case)
+        if self.device != "cpu":
+            module = copy.deepcopy(module).to(self.device)
+        return TorchModel(module, self.device, tuple(case.output_names))

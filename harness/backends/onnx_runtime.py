@@ -1,0 +1,108 @@
+"""ONNX Runtime: the module exported to ONNX (legacy TorchScript-based or dynamo exporter), then run
+in an InferenceSession on the CPU (or CUDA) execution provider.
+
+Session settings are pinned because they change bits (shared/FINDINGS.md): one intra-op thread and
+ORT_ENABLE_ALL graph optimisation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from harness.backends.base import Availability
+from harness.backends.wrappers import flat_module_for
+from harness.case import Case
+from harness.config import RnnConfig
+
+Exporter = Literal["legacy", "dynamo"]
+OPSET = {"legacy": 17, "dynamo": 18}  # the dynamo exporter exports 18 and converts down when asked for less
+# The dynamo exporter unrolls a plain RNN into per-step nodes: export time grows with the steps
+# (about 45 ms a step here; 79 s for 500 steps).
+SLOW_UNROLLED_STEPS = 64
+_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class OrtModel:
+    session: Any  # onnxruntime.InferenceSession
+    output_names: tuple[str, ...]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.session.run(list(self.output_names), inputs)
+        return dict(zip(self.output_names, results, strict=True))
+
+
+class OnnxRuntimeBackend:
+    """torch.onnx.export (dynamo=False or True) followed by an onnxruntime InferenceSession."""
+
+    def __init__(self, exporter: Exporter, device: str = "cpu") -> None:
+        self.exporter = exporter
+        self.device = device
+        suffix = "" if device == "cpu" else f"-{device}"
+        self.name = f"onnxruntime-{exporter}{suffix}"
+        self.description = (
+            f"torch.onnx.export(dynamo={exporter == 'dynamo'}, opset {OPSET[exporter]}) "
+            f"-> onnxruntime {_PROVIDER[device]}"
+        )
+
+    def availability(self) -> Availability:
+        for package in ("onnx", "onnxruntime") + (("onnxscript",) if self.exporter == "dynamo" else ()):
+            if importlib.util.find_spec(package) is None:
+                return Availability(available=False, reason=f"package {package} is not installed")
+        import onnxruntime
+
+        if _PROVIDER[self.device] not in onnxruntime.get_available_providers():
+            return Availability(available=False, reason=f"onnxruntime has no {_PROVIDER[self.device]} here")
+        return Availability(available=True)
+
+    def known_limitation(self, config: RnnConfig) -> str | None:
+        """Failures measured with torch 2.13 / onnxruntime 1.32; each is still tried."""
+        if config.proj_size and self.exporter == "legacy":
+            return "the legacy ONNX exporter cannot export LSTM with projections (proj_size)"
+        if config.proj_size:
+            return ("the dynamo exporter writes a plain ONNX LSTM without the projection (proj_size), "
+                    "which ONNX Runtime then rejects")
+        if config.dtype == "float64" and self.exporter == "legacy":
+            return "ONNX Runtime has no float64 kernel for the ONNX RNN/LSTM/GRU ops the legacy exporter emits"
+        if config.dtype == "float64" and config.cell in ("lstm", "gru"):
+            return f"ONNX Runtime has no float64 {config.cell.upper()} kernel"
+        return None
+
+    def is_slow(self, config: RnnConfig) -> bool:
+        steps = config.seq_len * config.num_layers * config.num_directions
+        return self.exporter == "dynamo" and config.cell.startswith("rnn") and steps > SLOW_UNROLLED_STEPS
+
+    def prepare(self, case: Case) -> OrtModel:
+        import onnxruntime
+
+        model_bytes = self._export(case)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 4  # errors reach us as exceptions; keep stderr clean
+        provider = _PROVIDER[self.device]
+        session = onnxruntime.InferenceSession(model_bytes, options, providers=[provider])
+        if provider not in session.get_providers():
+            # ORT silently falls back to the CPU when a provider fails to load.
+            raise RuntimeError(f"onnxruntime fell back to {session.get_providers()} instead of {provider}")
+        return OrtModel(session, tuple(case.output_names))
+
+    def _export(self, case: Case) -> bytes:
+        import torch
+
+        wrapper = flat_module_for(case)
+        examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
+        names = dict(input_names=case.input_names, output_names=case.output_names)
+        if self.exporter == "dynamo":
+            program = torch.onnx.export(
+                wrapper, examples, dynamo=True, opset_version=OPSET["dynamo"], verbose=False, **names
+            )
+            return bytes(program.model_proto.SerializeToString())
+        buffer = io.BytesIO()
+        torch.onnx.export(wrapper, examples, buffer, dynamo=False, opset_version=OPSET["legacy"], **names)
+        return buffer.getvalue()

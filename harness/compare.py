@@ -1,0 +1,146 @@
+"""Pure comparison of named tensors: arrays in, value objects out (no I/O, no torch).
+
+Order of checks, as torch.testing does: presence, shape, dtype, then values. A shape or dtype
+mismatch is layout drift and is never reported as value drift.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.tolerance import Tolerance
+
+
+class TensorStatus(enum.Enum):
+    IDENTICAL = "identical"
+    CLOSE = "close"
+    DRIFT = "drift"
+    SHAPE = "shape"  # shape or dtype differs
+    MISSING = "missing"  # expected but not produced
+    UNEXPECTED = "unexpected"  # produced but not expected
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorComparison:
+    """How one actual tensor relates to its expected one."""
+
+    name: str
+    status: TensorStatus
+    expected_shape: tuple[int, ...] | None
+    actual_shape: tuple[int, ...] | None
+    expected_dtype: str | None
+    actual_dtype: str | None
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    max_ulps: int = 0
+    mismatched: int = 0
+    total: int = 0
+    worst_index: tuple[int, ...] | None = None
+    worst_expected: float | None = None
+    worst_actual: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status in (TensorStatus.IDENTICAL, TensorStatus.CLOSE)
+
+    @property
+    def layout_problem(self) -> bool:
+        return self.status in (TensorStatus.SHAPE, TensorStatus.MISSING, TensorStatus.UNEXPECTED)
+
+
+def compare_outputs(
+    expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], tolerance: Tolerance
+) -> tuple[TensorComparison, ...]:
+    """One comparison per tensor name in either dict, expected names first."""
+    names = list(expected) + [name for name in actual if name not in expected]
+    return tuple(
+        compare_tensor(name, expected.get(name), actual.get(name), tolerance) for name in names
+    )
+
+
+def compare_tensor(
+    name: str, expected: np.ndarray | None, actual: np.ndarray | None, tolerance: Tolerance
+) -> TensorComparison:
+    if expected is None or actual is None:
+        status = TensorStatus.MISSING if actual is None else TensorStatus.UNEXPECTED
+        return TensorComparison(
+            name=name, status=status,
+            expected_shape=None if expected is None else tuple(expected.shape),
+            actual_shape=None if actual is None else tuple(actual.shape),
+            expected_dtype=None if expected is None else str(expected.dtype),
+            actual_dtype=None if actual is None else str(actual.dtype),
+        )
+    layout = dict(
+        name=name, expected_shape=tuple(expected.shape), actual_shape=tuple(actual.shape),
+        expected_dtype=str(expected.dtype), actual_dtype=str(actual.dtype), total=int(expected.size),
+    )
+    if expected.shape != actual.shape or expected.dtype != actual.dtype:
+        return TensorComparison(status=TensorStatus.SHAPE, **layout)  # type: ignore[arg-type]
+    return TensorComparison(**layout, **_value_fields(expected, actual, tolerance))  # type: ignore[arg-type]
+
+
+def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> dict[str, object]:
+    """Error statistics for two arrays of equal shape and dtype."""
+    if _bitwise_equal(expected, actual):
+        return {"status": TensorStatus.IDENTICAL}
+    wide_expected = expected.astype(np.float64)
+    wide_actual = actual.astype(np.float64)
+    both_nan = np.isnan(wide_expected) & np.isnan(wide_actual)
+    abs_error = np.where(both_nan, 0.0, np.abs(wide_actual - wide_expected))
+    abs_error = np.where(np.isnan(abs_error), np.inf, abs_error)  # NaN on one side only
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_error = np.where(abs_error == 0, 0.0, abs_error / np.abs(wide_expected))
+    if tolerance.bitwise:
+        mismatch = _bitwise_mismatch(expected, actual)
+    else:
+        mismatch = abs_error > tolerance.atol + tolerance.rtol * np.abs(wide_expected)
+    worst = np.unravel_index(int(np.argmax(abs_error)), abs_error.shape)
+    return {
+        "status": TensorStatus.DRIFT if mismatch.any() else TensorStatus.CLOSE,
+        "max_abs": float(abs_error.max()),
+        "max_rel": float(rel_error.max()),
+        "max_ulps": int(ulp_distance(expected, actual).max()),
+        "mismatched": int(mismatch.sum()),
+        "worst_index": tuple(int(i) for i in worst),
+        "worst_expected": float(expected[worst]),
+        "worst_actual": float(actual[worst]),
+    }
+
+
+def _bitwise_equal(expected: np.ndarray, actual: np.ndarray) -> bool:
+    return bool(np.ascontiguousarray(expected).tobytes() == np.ascontiguousarray(actual).tobytes())
+
+
+def _bitwise_mismatch(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    unsigned = _UNSIGNED_OF_SIZE[expected.dtype.itemsize]
+    return np.asarray(expected.view(unsigned) != actual.view(unsigned))
+
+
+_UNSIGNED_OF_SIZE = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def ulp_distance(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Units in the last place between same-dtype floats, elementwise, as uint64.
+
+    Floats are mapped to their position on the number line (sign-magnitude bits), so
+    +0 and -0 are 0 apart and the smallest subnormals of opposite sign are 2 apart.
+    NaN against anything but NaN counts as the largest distance.
+    """
+    if expected.dtype != actual.dtype or expected.dtype.kind != "f":
+        raise TypeError(f"ulp_distance needs two arrays of one float dtype, got {expected.dtype}, {actual.dtype}")
+    bits = expected.dtype.itemsize * 8
+    unsigned = _UNSIGNED_OF_SIZE[expected.dtype.itemsize]
+    sign_bit = np.uint64(1) << np.uint64(bits - 1)
+    raw_e = expected.view(unsigned).astype(np.uint64)
+    raw_a = actual.view(unsigned).astype(np.uint64)
+    magnitude_e, magnitude_a = raw_e & ~sign_bit, raw_a & ~sign_bit
+    same_sign = (raw_e & sign_bit) == (raw_a & sign_bit)
+    larger = np.maximum(magnitude_e, magnitude_a)
+    smaller = np.minimum(magnitude_e, magnitude_a)
+    distance = np.where(same_sign, larger - smaller, magnitude_e + magnitude_a)
+    nan_e, nan_a = np.isnan(expected), np.isnan(actual)
+    distance = np.where(nan_e & nan_a, np.uint64(0), distance)
+    return np.where(nan_e ^ nan_a, np.iinfo(np.uint64).max, distance).astype(np.uint64)

@@ -1,0 +1,103 @@
+"""The environment fingerprint that goes into goldens and reports.
+
+Versions come from package metadata, so taking a fingerprint imports neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("harness", "torch", "numpy", "onnx", "onnxruntime", "onnxscript")
+# CPU features that change which kernels run (and so which bits come out).
+INTERESTING_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """What produced a result: package versions, interpreter, machine, CPU, thread settings."""
+
+    packages: dict[str, str]
+    python: str
+    platform: str
+    machine: str
+    cpu: str
+    cpu_flags: tuple[str, ...]
+    cpu_count: int
+    torch_threads: int
+    cuda: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "cpu_flags": list(self.cpu_flags)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Environment:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known["cpu_flags"] = tuple(known.get("cpu_flags", ()))
+        defaults = {"packages": {}, "python": "?", "platform": "?", "machine": "?", "cpu": "?",
+                    "cpu_count": 0, "torch_threads": 0, "cuda": "?"}
+        return cls(**{**defaults, **known})
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def current_environment(*, torch_threads: int, cuda: str = "not checked") -> Environment:
+    cpu, flags = _cpu_model_and_flags()
+    return Environment(
+        packages={name: package_version(name) for name in PACKAGES},
+        python=platform.python_version(),
+        platform=platform.platform(),
+        machine=platform.machine(),
+        cpu=cpu,
+        cpu_flags=flags,
+        cpu_count=os.cpu_count() or 0,
+        torch_threads=torch_threads,
+        cuda=cuda,
+    )
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
+    """Model name and the interesting flags from /proc/cpuinfo; platform.processor() elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown", ()
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or fields.get("CPU part") or platform.processor() or "unknown"
+    present = set((fields.get("flags") or fields.get("Features") or "").split())
+    return model, tuple(flag for flag in INTERESTING_CPU_FLAGS if flag in present)
+
+
+def environment_differences(golden: Environment, current: Environment) -> list[str]:
+    """Readable 'field: golden -> now' lines for everything that differs."""
+    lines = []
+    for name in sorted(set(golden.packages) | set(current.packages)):
+        before, after = golden.packages.get(name, "?"), current.packages.get(name, "?")
+        if before != after:
+            lines.append(f"{name} {before} -> {after}")
+    for field in ("python", "platform", "machine", "cpu", "cpu_flags", "cpu_count", "torch_threads", "cuda"):
+        before, after = getattr(golden, field), getattr(current, field)
+        if before != after:
+            lines.append(f"{field}: {_show(before)} -> {_show(after)}")
+    return lines
+
+
+def _show(value: object) -> str:
+    return " ".join(value) if isinstance(value, tuple) else str(value)

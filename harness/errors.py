@@ -1,0 +1,33 @@
+"""The one exception family for errors a user can cause; the CLI maps each to an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_BAD_INPUT = 2
+
+
+class HarnessError(Exception):
+    """A user-caused error: printed as one line, never as a traceback."""
+
+    exit_code: int = EXIT_BAD_INPUT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(HarnessError):
+    """A configuration is impossible or malformed."""
+
+
+class SuiteError(HarnessError):
+    """A suite file is missing, not TOML, or holds a bad configuration."""
+
+
+class GoldenError(HarnessError):
+    """A golden file is missing, corrupt, or would be overwritten without --force."""
+
+
+class UnknownNameError(HarnessError):
+    """A config id or backend name that does not exist."""

@@ -1,0 +1,176 @@
+"""The golden store: the only code that knows golden paths and formats.
+
+Layout, per config id:
+  golden/<id>.json              manifest: config, hashes, tensor shapes/dtypes/sha256, provenance
+  golden/<id>.<sha12>.npz       the tensors (numpy .npz, loaded with allow_pickle=False)
+
+The tensors file is named by the sha256 of its tensors and the manifest is replaced last, so the
+manifest's rename is the commit point: a record killed at any moment leaves the old manifest
+pointing at the old, untouched tensors file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.case import array_sha256, arrays_sha256
+from harness.config import RnnConfig
+from harness.environment import Environment
+from harness.errors import ConfigError, GoldenError
+
+SCHEMA = "harness.golden/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Golden:
+    """Golden tensors of one config and where they came from."""
+
+    config: RnnConfig
+    tensors: dict[str, np.ndarray]
+    weights_sha256: str
+    inputs_sha256: str
+    recorded_by: str  # the backend that produced the tensors
+    recorded_at: str
+    environment: Environment
+    backend_fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def manifest(self, tensors_file: str) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "config_id": self.config.id,
+            "config_hash": self.config.content_hash,
+            "config": self.config.to_dict(),
+            "tensors_file": tensors_file,
+            "tensors": {
+                name: {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": array_sha256(array)}
+                for name, array in self.tensors.items()
+            },
+            "weights_sha256": self.weights_sha256,
+            "inputs_sha256": self.inputs_sha256,
+            "recorded_by": self.recorded_by,
+            "recorded_at": self.recorded_at,
+            "environment": self.environment.to_dict(),
+            "backend_fingerprints": self.backend_fingerprints,
+        }
+
+
+class GoldenStore:
+    """Reads and atomically writes goldens under one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def manifest_path(self, config_id: str) -> Path:
+        return self.root / f"{config_id}.json"
+
+    def exists(self, config_id: str) -> bool:
+        return self.manifest_path(config_id).exists()
+
+    def stored_ids(self) -> list[str]:
+        return sorted(path.stem for path in self.root.glob("*.json"))
+
+    def load(self, config_id: str) -> Golden:
+        """The verified golden of config_id; GoldenError naming the file if missing or corrupt."""
+        manifest_path = self.manifest_path(config_id)
+        manifest = self._read_manifest(manifest_path)
+        tensors_path = self.root / str(manifest["tensors_file"])
+        tensors = _read_tensors(tensors_path)
+        _verify_tensors(tensors_path, tensors, manifest["tensors"])
+        try:
+            config = RnnConfig.from_dict(manifest["config"])
+        except ConfigError as error:
+            raise GoldenError(f"{manifest_path}: bad config in manifest: {error.message}") from None
+        return Golden(
+            config=config,
+            tensors=tensors,
+            weights_sha256=manifest["weights_sha256"],
+            inputs_sha256=manifest["inputs_sha256"],
+            recorded_by=manifest["recorded_by"],
+            recorded_at=manifest["recorded_at"],
+            environment=Environment.from_dict(manifest["environment"]),
+            backend_fingerprints=manifest.get("backend_fingerprints", {}),
+        )
+
+    def write(self, golden: Golden, *, force: bool = False) -> Path:
+        """Write atomically; refuse to replace an existing golden unless force."""
+        manifest_path = self.manifest_path(golden.config.id)
+        if manifest_path.exists() and not force:
+            raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
+        old_tensors_file = self._old_tensors_file(manifest_path)
+        tensors_file = f"{golden.config.id}.{arrays_sha256(golden.tensors)[:12]}.npz"
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.root / tensors_file, _npz_bytes(golden.tensors))
+        manifest_text = json.dumps(golden.manifest(tensors_file), indent=2) + "\n"
+        _atomic_write(manifest_path, manifest_text.encode())
+        if old_tensors_file and old_tensors_file != tensors_file:
+            (self.root / old_tensors_file).unlink(missing_ok=True)
+        return manifest_path
+
+    def _old_tensors_file(self, manifest_path: Path) -> str | None:
+        try:
+            return str(json.loads(manifest_path.read_text(encoding="utf-8"))["tensors_file"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _read_manifest(self, path: Path) -> dict[str, Any]:
+        if not path.exists():
+            raise GoldenError(f"{path}: no golden for this config; record one with `harness record --config {path.stem}`")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise GoldenError(f"{path}: corrupt golden manifest: {error}") from None
+        required = ("schema", "config", "tensors_file", "tensors", "weights_sha256", "inputs_sha256",
+                    "recorded_by", "recorded_at", "environment")
+        if not isinstance(manifest, dict) or any(key not in manifest for key in required):
+            raise GoldenError(f"{path}: corrupt golden manifest: missing keys (needs {', '.join(required)})")
+        if manifest["schema"] != SCHEMA:
+            raise GoldenError(f"{path}: unknown golden schema {manifest['schema']!r}; this harness reads {SCHEMA}")
+        return manifest
+
+
+def _read_tensors(path: Path) -> dict[str, np.ndarray]:
+    """Load every array of an .npz without unpickling anything."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: golden tensors file is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise GoldenError(f"{path}: corrupt golden tensors file: {error}") from None
+
+
+def _verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[str, Any]) -> None:
+    if set(tensors) != set(expected):
+        raise GoldenError(f"{path}: holds tensors {sorted(tensors)}, manifest lists {sorted(expected)}")
+    for name, array in tensors.items():
+        if array_sha256(array) != expected[name]["sha256"] or list(array.shape) != expected[name]["shape"]:
+            raise GoldenError(f"{path}: tensor {name!r} does not match the sha256 in its manifest (edited or corrupt)")
+
+
+def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **tensors)
+    return buffer.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over path."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
