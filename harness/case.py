@@ -8,13 +8,13 @@ keyed on the seed, never from torch's global RNG.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from harness.config import RnnConfig
+from harness.hashing import arrays_sha256
 
 HELLO_VOCABULARY = {"h": [1, 0, 0, 0], "e": [0, 1, 0, 0], "l": [0, 0, 1, 0], "o": [0, 0, 0, 1]}
 HELLO_WORDS = ("hello", "olleh", "lleel")  # the notebook's three rows: (3, 5, 4), sequence-first
@@ -113,14 +113,12 @@ def weights_sha256(module: torch.nn.Module) -> str:
     return arrays_sha256(arrays)
 
 
-def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name, array in arrays.items():
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def array_sha256(array: np.ndarray) -> str:
-    """sha256 of one array's raw C-order bytes (the per-tensor fingerprint in manifests)."""
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+def tensor_axes(config: RnnConfig) -> dict[str, tuple[str, ...]]:
+    """The meaning of each output axis, as the PyTorch documentation defines it for this config."""
+    features = "directions*proj" if config.proj_size else "directions*hidden"
+    output = ("batch", "seq", features) if config.batch_first else ("seq", "batch", features)
+    state = ("layers*directions", "batch", "proj" if config.proj_size else "hidden")
+    axes = {"output": output, "h_n": state}
+    if config.cell == "lstm":
+        axes["c_n"] = ("layers*directions", "batch", "hidden")
+    return axes

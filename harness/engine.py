@@ -124,7 +124,8 @@ def run_cell(case: Case, backend: Backend, golden: Golden, options: RunOptions) 
             second = model.run(case.inputs)
     except Exception as error:  # a backend failure is a result, not a crash of the harness
         if limitation:
-            return CellResult(**base, verdict=Verdict.UNSUPPORTED, reason=f"{limitation} ({first_line(error)})")
+            observed = first_line(error, limit=110)
+            return CellResult(**base, verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {observed})")
         return CellResult(**base, verdict=Verdict.ERROR, reason=first_line(error))
     tolerance = options.policy.for_cell(backend.name, config.dtype)
     tensors = compare_outputs(golden.tensors, first, tolerance)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import array_sha256, arrays_sha256
+from harness.hashing import array_sha256, arrays_sha256
 from harness.config import RnnConfig
 from harness.environment import Environment
 from harness.errors import ConfigError, GoldenError

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ def captured_upstream_messages() -> Iterator[list[str]]:
             warnings.simplefilter("always")
             yield notes
         for warning in caught:
-            line = f"{warning.category.__name__}: {str(warning.message).splitlines()[0]}"
+            line = normalized_note(f"{warning.category.__name__}: {str(warning.message).splitlines()[0]}")
             if line not in notes:
                 notes.append(line)
     finally:
@@ -62,8 +63,16 @@ def _file_descriptors_silenced() -> Iterator[None]:
             os.close(descriptor)
 
 
-def first_line(error: BaseException) -> str:
+def first_line(error: BaseException, limit: int = 200) -> str:
     """An exception as one short line: its type and the first line of its message."""
     text = str(error).strip().splitlines()
-    message = text[0] if text else ""
-    return f"{type(error).__name__}: {message}"[:300]
+    line = f"{type(error).__name__}: {text[0] if text else ''}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def normalized_note(text: str) -> str:
+    """A warning's first line with indexed lists collapsed, so equal warnings group together.
+
+    "self.w[0], self.w[1], self.w[2] were assigned" -> "self.w[...] were assigned".
+    """
+    return re.sub(r"([\w.]+)\[\d+\](?:, \1\[\d+\])*", r"\1[...]", text)

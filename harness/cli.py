@@ -1,0 +1,226 @@
+"""The `harness` command: parse, call the library, print. Exit 0 ok, 1 drift, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import __version__
+from harness.config import RnnConfig
+from harness.errors import EXIT_OK, HarnessError
+from harness.golden import GoldenStore
+from harness.suite import Suite, load_suite
+from harness.tolerance import BITWISE, Tolerance, TolerancePolicy
+
+DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
+CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cuda")
+
+
+def default_golden_dir() -> Path:
+    """The repository's golden/ when running from a checkout, else ./golden."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists() and (checkout / "golden").is_dir():
+        return checkout / "golden"
+    return Path("golden")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Reproducibility harness for seeded RNNs: runs a suite on several backends against golden tensors.",
+        epilog="Exit codes: 0 everything matched; 1 drift, nondeterminism or a failed backend; "
+        "2 bad usage or bad input (unknown config, malformed suite, missing or corrupt golden).",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="the suite's configurations, one per line")
+    _add_suite_option(listing)
+
+    run = commands.add_parser("run", help="run configs x backends and compare them to the goldens")
+    _add_suite_option(run)
+    _add_golden_option(run)
+    run.add_argument("--config", action="append", metavar="ID", help="only this config (repeatable)")
+    run.add_argument("--backend", action="append", metavar="NAME",
+                     help=f"only this backend (repeatable); default: {', '.join(DEFAULT_BACKENDS)} "
+                          f"plus {', '.join(CUDA_BACKENDS)} where CUDA is present")
+    run.add_argument("--all", action="store_true", help="include cells tagged slow")
+    run.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
+    run.add_argument("--atol", type=float, help="absolute tolerance for every cell (needs --rtol)")
+    run.add_argument("--rtol", type=float, help="relative tolerance for every cell (needs --atol)")
+    run.add_argument("--bitwise", action="store_true", help="demand bitwise equality in every cell")
+    _add_threads_option(run)
+
+    record = commands.add_parser("record", help="write goldens (eager CPU) for configs that have none")
+    _add_suite_option(record)
+    _add_golden_option(record)
+    record.add_argument("--config", action="append", metavar="ID", help="only this config (repeatable)")
+    record.add_argument("--force", action="store_true", help="overwrite existing goldens and print what changed")
+    _add_threads_option(record)
+
+    show = commands.add_parser("show", help="a config's golden tensors, shapes and provenance")
+    show.add_argument("config_id", metavar="ID")
+    _add_suite_option(show)
+    _add_golden_option(show)
+    show.add_argument("--json", action="store_true", help="print JSON (with every tensor value)")
+
+    env = commands.add_parser("env", help="the environment fingerprint stored in goldens and reports")
+    env.add_argument("--json", action="store_true", help="print JSON")
+    _add_threads_option(env)
+    return parser
+
+
+def _add_suite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", type=Path, metavar="FILE", help="suite TOML file (default: the packaged suite)")
+
+
+def _add_golden_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--golden-dir", type=Path, metavar="DIR",
+                        help=f"golden directory (default: {default_golden_dir()})")
+
+
+def _add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch intra-op threads, pinned because they change bits (default: 1)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `harness` and `python -m harness`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as error:
+        print(f"harness: error: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+def _suite(args: argparse.Namespace) -> Suite:
+    return load_suite(args.suite)
+
+
+def _store(args: argparse.Namespace) -> GoldenStore:
+    return GoldenStore(args.golden_dir or default_golden_dir())
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    suite = _suite(args)
+    reference = RnnConfig().to_dict()
+    width = max(len(config_id) for config_id in suite.ids())
+    for config in suite.configs:
+        fields = ", ".join(f"{key}={value}" for key, value in config.to_dict().items()
+                           if value != reference[key] or key == "cell")
+        print(f"{config.id.ljust(width)}  {config.content_hash[:12]}  {fields}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.engine import RunOptions, run_suite
+    from harness.report import report_lines
+    from harness.report_json import write_json
+
+    options = RunOptions(
+        backends=tuple(args.backend or _default_backends()),
+        include_slow=args.all,
+        policy=_tolerance_policy(args),
+        threads=_threads(args),
+    )
+    suite = _suite(args)
+    report = run_suite(suite.select(args.config), _store(args), options, suite_source=suite.source)
+    print("\n".join(report_lines(report)))
+    if args.json:
+        write_json(report, args.json)
+        print(f"JSON report written to {args.json}")
+    return report.exit_code
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from harness.engine import record_golden
+
+    store = _store(args)
+    configs = _suite(args).select(args.config)
+    existing = [config.id for config in configs if store.exists(config.id)]
+    if args.config and existing and not args.force:
+        raise HarnessError(f"{store.manifest_path(existing[0])}: golden exists; pass --force to overwrite it "
+                           f"(it prints what changed)")
+    kept = 0
+    for config in configs:
+        if config.id in existing and not args.force:
+            kept += 1
+            continue
+        result = record_golden(config, store, force=args.force, threads=_threads(args))
+        print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")
+        for change in result.changes:
+            print(f"  {change}")
+    if kept:
+        print(f"kept {kept} existing goldens (pass --force to rewrite them)")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness.show import show_document, show_lines
+
+    store = _store(args)
+    config_id = args.config_id
+    _suite(args).select([config_id])  # an unknown id is an error naming the suite
+    golden = store.load(config_id)
+    path = str(store.manifest_path(config_id))
+    if args.json:
+        print(json.dumps(show_document(golden, path), indent=2))
+    else:
+        print("\n".join(show_lines(golden, path)))
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from harness.engine import environment_now
+
+    environment = environment_now(_threads(args))
+    if args.json:
+        print(json.dumps(environment.to_dict(), indent=2))
+        return EXIT_OK
+    for key, value in environment.to_dict().items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for name, version in value.items():
+                print(f"  {name}: {version}")
+        else:
+            print(f"{key}: {' '.join(value) if isinstance(value, list) else value}")
+    return EXIT_OK
+
+
+def _default_backends() -> tuple[str, ...]:
+    import torch
+
+    return DEFAULT_BACKENDS + (CUDA_BACKENDS if torch.cuda.is_available() else ())
+
+
+def _tolerance_policy(args: argparse.Namespace) -> TolerancePolicy:
+    if (args.atol is None) != (args.rtol is None):
+        raise HarnessError("--atol and --rtol go together: give both or neither")
+    if args.bitwise and args.atol is not None:
+        raise HarnessError("--bitwise excludes --atol/--rtol")
+    if args.bitwise:
+        return TolerancePolicy(override=BITWISE)
+    if args.atol is not None:
+        if args.atol < 0 or args.rtol < 0:
+            raise HarnessError("--atol and --rtol must be non-negative")
+        return TolerancePolicy(override=Tolerance(atol=args.atol, rtol=args.rtol))
+    return TolerancePolicy()
+
+
+def _threads(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise HarnessError(f"--threads must be at least 1, got {args.threads}")
+    return int(args.threads)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "record": cmd_record, "show": cmd_show, "env": cmd_env}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The terminal report: a config x backend verdict table, then details for every failure."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from harness.compare import TensorComparison, TensorStatus
+from harness.results import CellResult, RunReport, Verdict
+
+
+def cell_text(cell: CellResult) -> str:
+    """A short table entry: the verdict plus max abs error and ulps where values were compared."""
+    if cell.verdict in (Verdict.CLOSE, Verdict.DRIFT):
+        return f"{cell.verdict.value} {cell.max_abs:.1e}/{cell.max_ulps}u"
+    return cell.verdict.value
+
+
+def report_lines(report: RunReport) -> list[str]:
+    lines = _header(report) + [""] + _table(report)
+    if report.failures:
+        lines += ["", "Failures:"]
+        for cell in report.failures:
+            lines += failure_lines(cell)
+    lines += _not_compared(report) + _upstream_findings(report) + _environment_changes(report)
+    lines += ["", summary_line(report)]
+    return lines
+
+
+def _header(report: RunReport) -> list[str]:
+    packages = report.environment.packages
+    versions = ", ".join(f"{name} {packages.get(name, '?')}" for name in ("torch", "onnxruntime", "onnx", "numpy"))
+    return [
+        f"harness: {len(report.config_ids)} configs x {len(report.backends)} backends; suite {report.suite}; "
+        f"golden {report.golden_dir}",
+        f"  {versions}; torch threads {report.environment.torch_threads}; {report.environment.cpu}",
+    ]
+
+
+def _table(report: RunReport) -> list[str]:
+    by_key = {(cell.config_id, cell.backend): cell for cell in report.cells}
+    header = ["config", *report.backends]
+    rows = [
+        [config_id, *(cell_text(by_key[(config_id, b)]) if (config_id, b) in by_key else "-" for b in report.backends)]
+        for config_id in report.config_ids
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def failure_lines(cell: CellResult) -> list[str]:
+    """Everything a user needs to act on one failing cell."""
+    tolerance = cell.tolerance.describe() if cell.tolerance else "-"
+    cause = f"; cause: {cell.cause.value}" if cell.cause else ""
+    lines = [f"  {cell.config_id} x {cell.backend}: {cell.verdict.value} (tolerance {tolerance}){cause}"]
+    if cell.reason:
+        lines.append(f"    {cell.reason}")
+    lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor)]
+    if cell.repeat:
+        lines.append("    two runs of the same prepared model differ:")
+        lines += [f"      {line}" for tensor in cell.repeat if not tensor.passed for line in tensor_lines(tensor)]
+    return lines
+
+
+def tensor_lines(tensor: TensorComparison) -> list[str]:
+    """One line for a passing tensor, more for a failing one."""
+    name = tensor.name.ljust(6)
+    if tensor.status is TensorStatus.MISSING:
+        return [f"{name} missing: expected {tensor.expected_shape} {tensor.expected_dtype}, not produced"]
+    if tensor.status is TensorStatus.UNEXPECTED:
+        return [f"{name} unexpected: produced {tensor.actual_shape} {tensor.actual_dtype}, not in the golden"]
+    if tensor.status is TensorStatus.SHAPE:
+        return [f"{name} SHAPE: expected {tensor.expected_shape} {tensor.expected_dtype}, "
+                f"got {tensor.actual_shape} {tensor.actual_dtype}"]
+    if tensor.status is TensorStatus.IDENTICAL:
+        return [f"{name} identical {tensor.expected_shape} {tensor.expected_dtype}"]
+    share = 100.0 * tensor.mismatched / tensor.total if tensor.total else 0.0
+    summary = (f"{name} {tensor.status.value}: {tensor.mismatched}/{tensor.total} elements ({share:.1f}%) "
+               f"outside tolerance; max abs {tensor.max_abs:.3e}, max rel {tensor.max_rel:.3e}, "
+               f"{tensor.max_ulps} ulps")
+    if tensor.status is TensorStatus.CLOSE:
+        return [summary]
+    return [summary, f"       worst at index {tensor.worst_index}: expected {tensor.worst_expected!r}, "
+                     f"actual {tensor.worst_actual!r}"]
+
+
+def _not_compared(report: RunReport) -> list[str]:
+    lines = []
+    unsupported = [cell for cell in report.cells if cell.verdict is Verdict.UNSUPPORTED]
+    if unsupported:
+        lines += ["", f"Unsupported ({len(unsupported)}; known limitations, tried and confirmed):"]
+        lines += [f"  {cell.config_id} x {cell.backend}: {cell.reason}" for cell in unsupported]
+    slow = [cell for cell in report.cells if cell.verdict is Verdict.SLOW]
+    if slow:
+        lines += ["", f"Left out as slow ({len(slow)}; run with --all to include them):"]
+        lines += [f"  {cell.config_id} x {cell.backend}" for cell in slow]
+    if report.unavailable:
+        lines += ["", "Backends not run (unavailable here):"]
+        lines += [f"  {name}: {reason}" for name, reason in report.unavailable.items()]
+    return lines
+
+
+def _upstream_findings(report: RunReport) -> list[str]:
+    """Distinct upstream warnings per backend, with how many cells raised each."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for cell in report.cells:
+        for note in cell.notes:
+            counts[(cell.backend, note)] += 1
+    if not counts:
+        return []
+    lines = ["", "Upstream findings (warnings raised by torch / onnx / onnxruntime while preparing):"]
+    for (backend, note), count in counts.items():
+        lines.append(f"  {backend} ({count} cells): {_shorten(note, 160)}")
+    return lines
+
+
+def _environment_changes(report: RunReport) -> list[str]:
+    if not report.environment_changes:
+        return []
+    grouped: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for config_id, changes in report.environment_changes.items():
+        grouped[changes].append(config_id)
+    lines = ["", "Environment now vs. when the goldens were recorded:"]
+    for changes, config_ids in grouped.items():
+        lines.append(f"  {len(config_ids)} goldens: " + "; ".join(changes))
+    return lines
+
+
+def summary_line(report: RunReport) -> str:
+    counts = ", ".join(f"{report.count(verdict)} {verdict.value}" for verdict in Verdict if report.count(verdict))
+    status = "FAILED" if report.failures else "OK"
+    return (f"{status}: {len(report.cells)} cells: {counts or 'none'}; "
+            f"{report.wall_seconds:.1f} s; exit {report.exit_code}")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,88 @@
+"""The JSON report: the same content as the terminal report, as a versioned document.
+
+Schema ``harness.report/1`` (documented in README.md, "JSON report"):
+  schema, harness_version, suite, golden_dir, exit_code, wall_seconds,
+  summary {cells, failing, by_verdict {verdict: count}},
+  environment {packages, python, platform, machine, cpu, cpu_flags, cpu_count, torch_threads, cuda},
+  environment_changes {config_id: [line]}, backends [name], unavailable {name: reason}, configs [id],
+  cells [{config, backend, verdict, failing, reason, cause, tolerance, max_abs, max_ulps,
+          prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
+  tensor {name, status, expected_shape, actual_shape, expected_dtype, actual_dtype, max_abs, max_rel,
+          max_ulps, mismatched, total, worst_index, worst_expected, worst_actual}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.compare import TensorComparison
+from harness.results import CellResult, RunReport, Verdict
+
+SCHEMA = "harness.report/1"
+
+
+def report_document(report: RunReport) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "harness_version": __version__,
+        "suite": report.suite,
+        "golden_dir": report.golden_dir,
+        "exit_code": report.exit_code,
+        "wall_seconds": round(report.wall_seconds, 3),
+        "summary": {
+            "cells": len(report.cells),
+            "failing": len(report.failures),
+            "by_verdict": {verdict.value: report.count(verdict) for verdict in Verdict},
+        },
+        "environment": report.environment.to_dict(),
+        "environment_changes": {key: list(value) for key, value in report.environment_changes.items()},
+        "backends": list(report.backends),
+        "unavailable": dict(report.unavailable),
+        "configs": list(report.config_ids),
+        "cells": [cell_document(cell) for cell in report.cells],
+    }
+
+
+def cell_document(cell: CellResult) -> dict[str, Any]:
+    return {
+        "config": cell.config_id,
+        "backend": cell.backend,
+        "verdict": cell.verdict.value,
+        "failing": cell.verdict.failing,
+        "reason": cell.reason,
+        "cause": cell.cause.value if cell.cause else None,
+        "tolerance": dataclasses.asdict(cell.tolerance) if cell.tolerance else None,
+        "max_abs": _finite(cell.max_abs),
+        "max_ulps": cell.max_ulps,
+        "prepare_seconds": round(cell.prepare_seconds, 4),
+        "run_seconds": round(cell.run_seconds, 6),
+        "notes": list(cell.notes),
+        "tensors": [tensor_document(tensor) for tensor in cell.tensors],
+        "nondeterminism": [tensor_document(tensor) for tensor in cell.repeat],
+    }
+
+
+def tensor_document(tensor: TensorComparison) -> dict[str, Any]:
+    document = dataclasses.asdict(tensor)
+    document["status"] = tensor.status.value
+    for key in ("max_abs", "max_rel", "worst_expected", "worst_actual"):
+        document[key] = _finite(document[key])
+    for key in ("expected_shape", "actual_shape", "worst_index"):
+        document[key] = list(document[key]) if document[key] is not None else None
+    return document
+
+
+def _finite(value: float | None) -> float | str | None:
+    """JSON has no inf/nan: write them as strings."""
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)
+
+
+def write_json(report: RunReport, path: Path) -> None:
+    path.write_text(json.dumps(report_document(report), indent=2) + "\n", encoding="utf-8")
