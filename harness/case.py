@@ -118,7 +118,7 @@ def tensor_axes(config: RnnConfig) -> dict[str, tuple[str, ...]]:
     features = "directions*proj" if config.proj_size else "directions*hidden"
     output = ("batch", "seq", features) if config.batch_first else ("seq", "batch", features)
     state = ("layers*directions", "batch", "proj" if config.proj_size else "hidden")
-    axes = {"output": output, "h_n": state}
+    axes: dict[str, tuple[str, ...]] = {"output": output, "h_n": state}
     if config.cell == "lstm":
         axes["c_n"] = ("layers*directions", "batch", "hidden")
     return axes

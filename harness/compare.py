@@ -89,14 +89,17 @@ def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
     wide_expected = expected.astype(np.float64)
     wide_actual = actual.astype(np.float64)
     both_nan = np.isnan(wide_expected) & np.isnan(wide_actual)
-    abs_error = np.where(both_nan, 0.0, np.abs(wide_actual - wide_expected))
-    abs_error = np.where(np.isnan(abs_error), np.inf, abs_error)  # NaN on one side only
+    one_nan = np.isnan(wide_expected) ^ np.isnan(wide_actual)
+    with np.errstate(invalid="ignore"):
+        abs_error = np.where(both_nan, 0.0, np.abs(wide_actual - wide_expected))
+    abs_error = np.where(one_nan, np.inf, abs_error)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_error = np.where(abs_error == 0, 0.0, abs_error / np.abs(wide_expected))
     if tolerance.bitwise:
         mismatch = _bitwise_mismatch(expected, actual)
     else:
-        mismatch = abs_error > tolerance.atol + tolerance.rtol * np.abs(wide_expected)
+        with np.errstate(invalid="ignore"):
+            mismatch = (abs_error > tolerance.atol + tolerance.rtol * np.abs(wide_expected)) | one_nan
     worst = np.unravel_index(int(np.argmax(abs_error)), abs_error.shape)
     return {
         "status": TensorStatus.DRIFT if mismatch.any() else TensorStatus.CLOSE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,8 @@ def run_suite(
         for config_id, golden in goldens.items()
     }
     return RunReport(
-        suite=suite_source, golden_dir=str(store.root), config_ids=tuple(goldens), backends=tuple(b.name for b in backends),
+        suite=suite_source, golden_dir=str(store.root), config_ids=tuple(goldens),
+        backends=tuple(backend.name for backend in backends),
         cells=tuple(cells), unavailable=unavailable, environment=environment,
         environment_changes={key: value for key, value in changes.items() if value},
         wall_seconds=time.perf_counter() - started,
@@ -110,9 +112,9 @@ def load_matching_golden(store: GoldenStore, config: RnnConfig) -> Golden:
 def run_cell(case: Case, backend: Backend, golden: Golden, options: RunOptions) -> CellResult:
     """Prepare, run twice, and judge one cell; never raises for a backend failure."""
     config = case.config
-    base = dict(config_id=config.id, backend=backend.name)
+    cell = functools.partial(CellResult, config_id=config.id, backend=backend.name)
     if backend.is_slow(config) and not options.include_slow:
-        return CellResult(**base, verdict=Verdict.SLOW, reason="left out of the default run (slow); run with --all")
+        return cell(verdict=Verdict.SLOW, reason="left out of the default run (slow); run with --all")
     limitation = backend.known_limitation(config)
     try:
         with captured_upstream_messages() as upstream:
@@ -125,15 +127,15 @@ def run_cell(case: Case, backend: Backend, golden: Golden, options: RunOptions) 
     except Exception as error:  # a backend failure is a result, not a crash of the harness
         if limitation:
             observed = first_line(error, limit=110)
-            return CellResult(**base, verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {observed})")
-        return CellResult(**base, verdict=Verdict.ERROR, reason=first_line(error))
+            return cell(verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {observed})")
+        return cell(verdict=Verdict.ERROR, reason=first_line(error))
     tolerance = options.policy.for_cell(backend.name, config.dtype)
     tensors = compare_outputs(golden.tensors, first, tolerance)
     repeat = compare_outputs(first, second, BITWISE)
     notes = tuple(upstream) + ((f"known limitation did not reproduce: {limitation}",) if limitation else ())
     verdict = judge(tensors, repeat)
-    return CellResult(
-        **base, verdict=verdict, tolerance=tolerance, tensors=tensors,
+    return cell(
+        verdict=verdict, tolerance=tolerance, tensors=tensors,
         repeat=repeat if any(not t.passed for t in repeat) else (),
         cause=attribute(case, golden) if verdict is Verdict.DRIFT else None,
         notes=notes, prepare_seconds=run_started - prepare_started, run_seconds=run_seconds,
@@ -169,7 +171,9 @@ class RecordResult:
     changes: tuple[str, ...] = ()
 
 
-def record_golden(config: RnnConfig, store: GoldenStore, *, force: bool, threads: int = DEFAULT_THREADS) -> RecordResult:
+def record_golden(
+    config: RnnConfig, store: GoldenStore, *, force: bool, threads: int = DEFAULT_THREADS
+) -> RecordResult:
     """Compute the golden of config on the reference backend (eager CPU) and write it."""
     previous = _previous_golden(store, config, force)
     with pinned_threads(threads):

@@ -67,7 +67,7 @@ def current_environment(*, torch_threads: int, cuda: str = "not checked") -> Env
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 def _cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:

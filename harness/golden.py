@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.hashing import array_sha256, arrays_sha256
 from harness.config import RnnConfig
 from harness.environment import Environment
 from harness.errors import ConfigError, GoldenError
+from harness.hashing import array_sha256, arrays_sha256
 
 SCHEMA = "harness.golden/1"
 
@@ -123,7 +123,9 @@ class GoldenStore:
 
     def _read_manifest(self, path: Path) -> dict[str, Any]:
         if not path.exists():
-            raise GoldenError(f"{path}: no golden for this config; record one with `harness record --config {path.stem}`")
+            raise GoldenError(
+                f"{path}: no golden for this config; record one with `harness record --config {path.stem}`"
+            )
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -140,7 +142,7 @@ class GoldenStore:
 def _read_tensors(path: Path) -> dict[str, np.ndarray]:
     """Load every array of an .npz without unpickling anything."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise GoldenError(f"{path}: golden tensors file is missing") from None
@@ -158,7 +160,7 @@ def _verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[s
 
 def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **tensors)
+    np.savez(buffer, **tensors)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as a kwarg
     return buffer.getvalue()
 
 

@@ -12,11 +12,11 @@ def cell_text(cell: CellResult) -> str:
     """A short table entry: the verdict plus max abs error and ulps where values were compared."""
     if cell.verdict in (Verdict.CLOSE, Verdict.DRIFT):
         return f"{cell.verdict.value} {cell.max_abs:.1e}/{cell.max_ulps}u"
-    return cell.verdict.value
+    return str(cell.verdict.value)
 
 
 def report_lines(report: RunReport) -> list[str]:
-    lines = _header(report) + [""] + _table(report)
+    lines = [*_header(report), "", *_table(report)]
     if report.failures:
         lines += ["", "Failures:"]
         for cell in report.failures:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from harness.case import tensor_axes
-from harness.hashing import array_sha256
 from harness.golden import Golden
+from harness.hashing import array_sha256
 
 MAX_PRINTED_ELEMENTS = 400
 

@@ -97,12 +97,18 @@ class OnnxRuntimeBackend:
 
         wrapper = flat_module_for(case)
         examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
-        names = dict(input_names=case.input_names, output_names=case.output_names)
+        inputs, outputs = case.input_names, case.output_names
         if self.exporter == "dynamo":
             program = torch.onnx.export(
-                wrapper, examples, dynamo=True, opset_version=OPSET["dynamo"], verbose=False, **names
+                wrapper, examples, dynamo=True, opset_version=OPSET["dynamo"], verbose=False,
+                input_names=inputs, output_names=outputs,
             )
+            if program is None:
+                raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
             return bytes(program.model_proto.SerializeToString())
         buffer = io.BytesIO()
-        torch.onnx.export(wrapper, examples, buffer, dynamo=False, opset_version=OPSET["legacy"], **names)
+        torch.onnx.export(
+            wrapper, examples, buffer,  # type: ignore[arg-type]  # file-like objects are accepted
+            dynamo=False, opset_version=OPSET["legacy"], input_names=inputs, output_names=outputs,
+        )
         return buffer.getvalue()

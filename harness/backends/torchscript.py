@@ -46,5 +46,5 @@ class TorchScriptBackend:
             compiled = torch.jit.script(wrapper)
         else:
             examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
-            compiled = torch.jit.trace(wrapper, examples)
+            compiled = torch.jit.trace(wrapper, examples)  # type: ignore[no-untyped-call]
         return TorchModel(compiled, "cpu", tuple(case.output_names))

@@ -1,0 +1,62 @@
+"""Shared fixtures: temporary golden copies (never the committed ones) and an in-process CLI."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.golden import GoldenStore
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED_GOLDEN = REPO / "golden"
+REFERENCE_ID = "rnn-h8-s0"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run `harness ARGS...` in this process and capture what it prints."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def golden_copy(tmp_path: Path) -> Callable[..., Path]:
+    """Copy the committed goldens of the given config ids into a fresh temporary directory."""
+
+    def copy(*config_ids: str) -> Path:
+        target = tmp_path / "golden"
+        target.mkdir(exist_ok=True)
+        source = GoldenStore(COMMITTED_GOLDEN)
+        for config_id in config_ids:
+            manifest = source.manifest_path(config_id)
+            shutil.copy2(manifest, target / manifest.name)
+            for tensors in COMMITTED_GOLDEN.glob(f"{config_id}.*.npz"):
+                shutil.copy2(tensors, target / tensors.name)
+        return target
+
+    return copy
+
+
+def write_suite(path: Path, *cases: str) -> Path:
+    """A suite file whose first case is the reference case, then the given [[case]] bodies."""
+    bodies = ['cell = "rnn_tanh"', *cases]
+    path.write_text("".join(f"[[case]]\n{body}\n\n" for body in bodies), encoding="utf-8")
+    return path

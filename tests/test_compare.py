@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.compare import TensorStatus, compare_outputs, compare_tensor, ulp_distance
+from harness.tolerance import BITWISE, Tolerance
+
+LOOSE = Tolerance(atol=1e-6, rtol=1e-5)
+
+
+def test_identical_arrays() -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    result = compare_tensor("output", a, a.copy(), LOOSE)
+    assert result.status is TensorStatus.IDENTICAL and result.passed
+
+
+def test_one_ulp_is_close_but_not_bitwise() -> None:
+    a = np.array([0.5, 1.0], dtype=np.float32)
+    b = a.copy()
+    b[1] = np.nextafter(b[1], np.float32(2))
+    assert compare_tensor("x", a, b, LOOSE).status is TensorStatus.CLOSE
+    strict = compare_tensor("x", a, b, BITWISE)
+    assert strict.status is TensorStatus.DRIFT and strict.mismatched == 1 and strict.max_ulps == 1
+
+
+def test_drift_reports_worst_index_values_and_counts() -> None:
+    expected = np.zeros((2, 3, 4), dtype=np.float32)
+    actual = expected.copy()
+    actual[1, 2, 3] = 1e-3
+    actual[0, 0, 0] = 1e-7  # within atol
+    result = compare_tensor("h_n", expected, actual, LOOSE)
+    assert result.status is TensorStatus.DRIFT
+    assert result.mismatched == 1 and result.total == 24
+    assert result.worst_index == (1, 2, 3)
+    assert result.worst_expected == 0.0 and result.worst_actual == pytest.approx(1e-3)
+    assert result.max_abs == pytest.approx(1e-3)
+
+
+def test_shape_and_dtype_changes_are_layout_not_values() -> None:
+    a = np.zeros((3, 5, 8), dtype=np.float32)
+    swapped = compare_tensor("output", a, a.transpose(1, 0, 2).copy(), LOOSE)
+    assert swapped.status is TensorStatus.SHAPE
+    assert (swapped.expected_shape, swapped.actual_shape) == ((3, 5, 8), (5, 3, 8))
+    assert compare_tensor("output", a, a.astype(np.float64), LOOSE).status is TensorStatus.SHAPE
+
+
+def test_missing_and_unexpected_tensors() -> None:
+    a = np.zeros(2, dtype=np.float32)
+    results = {r.name: r.status for r in compare_outputs({"output": a, "c_n": a}, {"output": a, "extra": a}, LOOSE)}
+    assert results == {"output": TensorStatus.IDENTICAL, "c_n": TensorStatus.MISSING,
+                       "extra": TensorStatus.UNEXPECTED}
+
+
+def test_nan_on_one_side_is_drift_and_on_both_sides_is_equal() -> None:
+    a = np.array([np.nan, 1.0], dtype=np.float32)
+    assert compare_tensor("x", a, a.copy(), LOOSE).status is TensorStatus.IDENTICAL
+    b = np.array([0.0, 1.0], dtype=np.float32)
+    assert compare_tensor("x", a, b, LOOSE).status is TensorStatus.DRIFT
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ulp_distance(dtype: type) -> None:
+    one = np.array([1.0], dtype=dtype)
+    up = np.nextafter(one, dtype(2))
+    assert ulp_distance(one, up)[0] == 1
+    zero, negative_zero = np.array([0.0], dtype=dtype), np.array([-0.0], dtype=dtype)
+    assert ulp_distance(zero, negative_zero)[0] == 0
+    tiny = np.nextafter(zero, dtype(1))
+    assert ulp_distance(-tiny, tiny)[0] == 2
+    assert ulp_distance(np.array([np.nan], dtype=dtype), one)[0] == np.iinfo(np.uint64).max

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import SuiteError, UnknownNameError
+from harness.suite import REFERENCE_CONFIG, load_suite
+from tests.conftest import write_suite
+
+
+def test_default_suite_starts_with_the_reference_case_and_covers_every_axis() -> None:
+    suite = load_suite()
+    configs = suite.configs
+    assert configs[0] == REFERENCE_CONFIG
+    assert len(configs) >= 41
+    assert {c.cell for c in configs} == {"rnn_tanh", "rnn_relu", "lstm", "gru"}
+    assert {c.dtype for c in configs} == {"float32", "float64"}
+    assert {c.initial_state for c in configs} == {"zeros", "random"}
+    assert {c.input for c in configs} == {"hello", "random"}
+    assert any(c.bidirectional for c in configs) and any(c.batch_first for c in configs)
+    assert any(not c.bias for c in configs) and any(c.dropout for c in configs)
+    assert any(c.proj_size for c in configs) and any(c.num_layers >= 3 for c in configs)
+    assert len({c.seed for c in configs}) >= 3
+    assert max(c.seq_len for c in configs) >= 200
+    assert max(c.hidden_size for c in configs) >= 128
+    assert len(set(suite.ids())) == len(configs)
+
+
+def test_select_keeps_suite_order_and_names_unknown_ids() -> None:
+    suite = load_suite()
+    assert [c.id for c in suite.select(["gru-h8-s0", "rnn-h8-s0"])] == ["rnn-h8-s0", "gru-h8-s0"]
+    with pytest.raises(UnknownNameError, match="unknown config 'nope'"):
+        suite.select(["nope"])
+
+
+def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[[case]]\ncell = \n", encoding="utf-8")
+    with pytest.raises(SuiteError, match=f"{path}: not valid TOML"):
+        load_suite(path)
+
+
+def test_impossible_case_names_file_and_case_number(tmp_path: Path) -> None:
+    path = write_suite(tmp_path / "suite.toml", 'cell = "gru"\nproj_size = 4')
+    with pytest.raises(SuiteError, match=r"suite.toml: case 2: .*proj_size is an LSTM feature"):
+        load_suite(path)
+
+
+def test_reference_case_must_come_first(tmp_path: Path) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text('[[case]]\ncell = "gru"\n', encoding="utf-8")
+    with pytest.raises(SuiteError, match="case 1 must be the reference notebook case"):
+        load_suite(path)
+
+
+def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
+    path = write_suite(tmp_path / "suite.toml", 'cell = "gru"', 'cell = "gru"\nseed = 0')
+    with pytest.raises(SuiteError, match="case 3: duplicate id 'gru-h8-s0' \\(first at case 2\\)"):
+        load_suite(path)
+
+
+def test_missing_suite_file(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="cannot read suite"):
+        load_suite(tmp_path / "absent.toml")
