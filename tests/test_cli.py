@@ -1,0 +1,193 @@
+"""The CLI end to end, as a user drives it, on temporary copies of the goldens."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.golden import GoldenStore
+from tests.conftest import REFERENCE_ID, CliResult, write_suite
+from tests.test_case import notebook_outputs
+
+Cli = Callable[..., CliResult]
+FAST = ("--backend", "eager", "--backend", "onnxruntime-legacy")
+
+
+def rewrite_golden(golden_dir: Path, config_id: str, edit: Callable[[dict[str, np.ndarray]], None]) -> None:
+    """Re-record a golden with edited tensors through the store (as a golden from elsewhere would be)."""
+    store = GoldenStore(golden_dir)
+    golden = store.load(config_id)
+    tensors = {name: array.copy() for name, array in golden.tensors.items()}
+    edit(tensors)
+    store.write(type(golden)(**{**golden.__dict__, "tensors": tensors}), force=True)
+
+
+def test_reference_case_passes_against_its_golden(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden))
+    assert result.exit_code == 0, result.out + result.err
+    row = next(line for line in result.out.splitlines() if line.startswith(REFERENCE_ID))
+    assert row.split()[1:4] == ["identical", "identical", "identical"]  # eager, script, trace
+    assert "OK: 5 cells" in result.out
+
+
+def test_perturbed_golden_is_drift_naming_config_tensor_and_index(
+    cli: Cli, golden_copy: Callable[..., Path], tmp_path: Path
+) -> None:
+    golden = golden_copy(REFERENCE_ID)
+
+    def nudge(tensors: dict[str, np.ndarray]) -> None:
+        tensors["output"][1, 2, 3] += np.float32(1e-3)
+
+    rewrite_golden(golden, REFERENCE_ID, nudge)
+    report = tmp_path / "report.json"
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), *FAST, "--json", str(report))
+    assert result.exit_code == 1
+    assert f"{REFERENCE_ID} x eager: DRIFT" in result.out
+    assert "output DRIFT" not in result.out  # value drift, not layout
+    assert "output drift: 1/120 elements (0.8%) outside tolerance" in result.out
+    assert "worst at index (1, 2, 3)" in result.out
+    assert "cause: compute changed" in result.out
+    document = json.loads(report.read_text())
+    cell = next(c for c in document["cells"] if c["backend"] == "eager")
+    assert (cell["config"], cell["verdict"], document["exit_code"]) == (REFERENCE_ID, "DRIFT", 1)
+    output = next(t for t in cell["tensors"] if t["name"] == "output")
+    assert output["worst_index"] == [1, 2, 3] and output["mismatched"] == 1
+    assert output["max_abs"] == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_swapped_layout_is_shape_drift(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy(REFERENCE_ID)
+
+    def swap_seq_and_batch(tensors: dict[str, np.ndarray]) -> None:
+        tensors["output"] = np.ascontiguousarray(tensors["output"].transpose(1, 0, 2))
+
+    rewrite_golden(golden, REFERENCE_ID, swap_seq_and_batch)
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), *FAST)
+    assert result.exit_code == 1
+    assert f"{REFERENCE_ID} x eager: SHAPE" in result.out
+    assert "output SHAPE: expected (5, 3, 8) float32, got (3, 5, 8) float32" in result.out
+
+
+def test_truncated_golden_is_exit_2_with_one_line_naming_the_file(
+    cli: Cli, golden_copy: Callable[..., Path]
+) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    tensors = next(golden.glob(f"{REFERENCE_ID}.*.npz"))
+    tensors.write_bytes(tensors.read_bytes()[:200])
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden))
+    assert result.exit_code == 2
+    assert result.out == ""
+    assert len(result.err.strip().splitlines()) == 1
+    assert str(tensors) in result.err and "corrupt golden tensors file" in result.err
+
+
+def test_missing_golden_is_exit_2(cli: Cli, tmp_path: Path) -> None:
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.err.strip() == (f"harness: error: {tmp_path / (REFERENCE_ID + '.json')}: no golden for this config; "
+                                  f"record one with `harness record --config {REFERENCE_ID}`")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("[[case]\ncell = 'rnn_tanh'\n", "not valid TOML"),
+     ("[[case]]\ncell = 'rnn_tanh'\n[[case]]\ncell = 'gru'\nproj_size = 2\n", "case 2: config"),
+     ("[[case]]\ncell = 'rnn_tanh'\nhiden_size = 8\n", "case 1: unknown config key(s) hiden_size")],
+)
+def test_malformed_suite_is_exit_2_naming_the_file(cli: Cli, tmp_path: Path, body: str, message: str) -> None:
+    suite = tmp_path / "bad.toml"
+    suite.write_text(body, encoding="utf-8")
+    for command in (("list",), ("run", "--golden-dir", str(tmp_path))):
+        result = cli(*command, "--suite", str(suite))
+        assert result.exit_code == 2
+        assert result.err.startswith(f"harness: error: {suite}: ") and message in result.err
+        assert len(result.err.strip().splitlines()) == 1
+
+
+def test_record_refuses_to_overwrite_then_force_prints_what_changed(
+    cli: Cli, golden_copy: Callable[..., Path]
+) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    before = {path.name: path.read_bytes() for path in golden.iterdir()}
+    refused = cli("record", "--config", REFERENCE_ID, "--golden-dir", str(golden))
+    assert refused.exit_code == 2 and "golden exists; pass --force" in refused.err
+    assert {path.name: path.read_bytes() for path in golden.iterdir()} == before
+
+    def nudge(tensors: dict[str, np.ndarray]) -> None:
+        tensors["h_n"][0, 4, 7] += np.float32(0.01)
+
+    rewrite_golden(golden, REFERENCE_ID, nudge)
+    forced = cli("record", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--force")
+    assert forced.exit_code == 0
+    assert f"rewrote {REFERENCE_ID}" in forced.out
+    assert "h_n: 1/40 elements changed" in forced.out
+    assert cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), *FAST).exit_code == 0
+
+
+def test_golden_workflow_for_a_new_config(cli: Cli, tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "suite.toml", 'cell = "gru"\nnum_layers = 2\nseed = 11')
+    golden = tmp_path / "golden"
+    common = ("--suite", str(suite), "--golden-dir", str(golden))
+    assert cli("run", *common, *FAST).exit_code == 2  # no goldens yet
+    recorded = cli("record", *common)
+    assert recorded.exit_code == 0 and "recorded gru-h8-l2-s11" in recorded.out
+    assert cli("run", *common, *FAST).exit_code == 0
+    again = cli("record", *common)
+    assert again.exit_code == 0 and "kept 2 existing goldens" in again.out
+
+
+def test_unsupported_config_is_reported_not_failed(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy("lstm-h8-p4-s0")
+    result = cli("run", "--config", "lstm-h8-p4-s0", "--golden-dir", str(golden), *FAST)
+    assert result.exit_code == 0
+    assert "lstm-h8-p4-s0 x onnxruntime-legacy: the legacy ONNX exporter cannot export LSTM" in result.out
+    assert "1 identical, 1 unsupported" in result.out
+
+
+def test_show_json_prints_what_the_notebook_computes(cli: Cli) -> None:
+    result = cli("show", REFERENCE_ID, "--json")
+    assert result.exit_code == 0
+    document = json.loads(result.out)
+    output, hidden = notebook_outputs()
+    tensors = document["tensors"]
+    assert tensors["output"]["shape"] == [3, 5, 8] and tensors["h_n"]["shape"] == [1, 5, 8]
+    assert tensors["output"]["axes"] == ["seq", "batch", "directions*hidden"]
+    np.testing.assert_array_equal(np.array(tensors["output"]["values"], dtype=np.float32), output)
+    np.testing.assert_array_equal(np.array(tensors["h_n"]["values"], dtype=np.float32), hidden)
+    assert document["environment"]["packages"]["torch"].startswith("2.")
+
+
+def test_show_text_and_list_and_env(cli: Cli) -> None:
+    shown = cli("show", "lstm-h8-s0")
+    assert shown.exit_code == 0 and "c_n: shape (1, 5, 8) = (layers*directions, batch, hidden)" in shown.out
+    listed = cli("list")
+    assert listed.out.splitlines()[0].startswith(f"{REFERENCE_ID} ")
+    assert len(listed.out.splitlines()) >= 41
+    env = json.loads(cli("env", "--json").out)
+    assert env["torch_threads"] == 1 and "onnxruntime" in env["packages"]
+    assert cli("show", "nope").exit_code == 2
+
+
+def test_tolerance_options_must_come_together(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    result = cli("run", "--golden-dir", str(golden), "--config", REFERENCE_ID, "--atol", "1e-3")
+    assert result.exit_code == 2 and "--atol and --rtol go together" in result.err
+    bitwise = cli("run", "--golden-dir", str(golden), "--config", REFERENCE_ID, *FAST, "--bitwise")
+    assert bitwise.exit_code == 1 and "x onnxruntime-legacy: DRIFT (tolerance bitwise)" in bitwise.out
+
+
+def test_python_dash_m_is_the_same_program_and_user_errors_have_no_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--config", "nope", "--golden-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("harness: error: unknown config 'nope'")
+    assert "Traceback" not in result.stderr
