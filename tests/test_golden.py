@@ -80,7 +80,7 @@ def test_corrupt_manifest_and_missing_golden(tmp_path: Path) -> None:
         store.load("rnn-h8-s0")
     store.write(make_golden())
     (tmp_path / "rnn-h8-s0.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(GoldenError, match="rnn-h8-s0.json: corrupt golden manifest"):
+    with pytest.raises(GoldenError, match=r"rnn-h8-s0\.json: corrupt golden manifest"):
         store.load("rnn-h8-s0")
 
 
