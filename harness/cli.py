@@ -129,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         include_slow=args.all,
         policy=_tolerance_policy(args),
         threads=_threads(args),
+        require_available=bool(args.backend),
     )
     suite = _suite(args)
     report = run_suite(suite.select(args.config), _store(args), options, suite_source=suite.source)

@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from harness.backends import REFERENCE_BACKEND, get_backend
+from harness.backends import REFERENCE_BACKEND, expand_backend_names, get_backend
 from harness.backends.base import Backend
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.case import Case, build_case
 from harness.compare import TensorComparison, TensorStatus, compare_outputs
 from harness.config import RnnConfig
 from harness.environment import Environment, current_environment, environment_differences, utc_now
-from harness.errors import GoldenError
+from harness.errors import BackendUnavailableError, GoldenError
 from harness.golden import Golden, GoldenStore
 from harness.results import Cause, CellResult, RunReport, Verdict
 from harness.tolerance import BITWISE, TolerancePolicy
@@ -29,6 +29,7 @@ class RunOptions:
     include_slow: bool = False
     policy: TolerancePolicy = field(default_factory=TolerancePolicy)
     threads: int = DEFAULT_THREADS
+    require_available: bool = False  # True when the user named the backends: unavailable is then an error
 
 
 @contextlib.contextmanager
@@ -62,14 +63,22 @@ def run_suite(
     """Every config on every available backend, each compared to its golden."""
     started = time.perf_counter()
     goldens = {config.id: load_matching_golden(store, config) for config in configs}
-    backends, unavailable = resolve_backends(options.backends)
+    backends, unavailable = resolve_backends(expand_backend_names(options.backends))
+    if unavailable and options.require_available:
+        name, reason = next(iter(unavailable.items()))
+        raise BackendUnavailableError(f"backend {name} is unavailable here: {reason}")
     environment = environment_now(options.threads)
     cells: list[CellResult] = []
     with pinned_threads(options.threads):
         for config in configs:
             case = build_case(config)
             for backend in backends:
-                cell = run_cell(case, backend, goldens[config.id], options)
+                if backend.name in unavailable:
+                    reason = unavailable[backend.name]
+                    cell = CellResult(config_id=config.id, backend=backend.name, verdict=Verdict.UNAVAILABLE,
+                                      reason=reason)
+                else:
+                    cell = run_cell(case, backend, goldens[config.id], options)
                 cells.append(cell)
                 if on_cell:
                     on_cell(cell)
@@ -87,16 +96,10 @@ def run_suite(
 
 
 def resolve_backends(names: Sequence[str]) -> tuple[list[Backend], dict[str, str]]:
-    """The named backends split into those that run here and those that cannot (with reasons)."""
-    available, unavailable = [], {}
-    for name in names:
-        backend = get_backend(name)
-        status = backend.availability()
-        if status.available:
-            available.append(backend)
-        else:
-            unavailable[name] = status.reason
-    return available, unavailable
+    """The named backends, and the reason for each one that cannot run here."""
+    backends = [get_backend(name) for name in names]
+    statuses = {backend.name: backend.availability() for backend in backends}
+    return backends, {name: status.reason for name, status in statuses.items() if not status.available}
 
 
 def load_matching_golden(store: GoldenStore, config: RnnConfig) -> Golden:

@@ -29,5 +29,9 @@ class GoldenError(HarnessError):
     """A golden file is missing, corrupt, or would be overwritten without --force."""
 
 
+class BackendUnavailableError(HarnessError):
+    """A backend the user asked for cannot run on this machine."""
+
+
 class UnknownNameError(HarnessError):
     """A config id or backend name that does not exist."""

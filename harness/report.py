@@ -95,7 +95,7 @@ def _not_compared(report: RunReport) -> list[str]:
         lines += ["", f"Left out as slow ({len(slow)}; run with --all to include them):"]
         lines += [f"  {cell.config_id} x {cell.backend}" for cell in slow]
     if report.unavailable:
-        lines += ["", "Backends not run (unavailable here):"]
+        lines += ["", "Backends unavailable here:"]
         lines += [f"  {name}: {reason}" for name, reason in report.unavailable.items()]
     return lines
 
@@ -110,7 +110,7 @@ def _upstream_findings(report: RunReport) -> list[str]:
         return []
     lines = ["", "Upstream findings (warnings raised by torch / onnx / onnxruntime while preparing):"]
     for (backend, note), count in counts.items():
-        lines.append(f"  {backend} ({count} cells): {_shorten(note, 160)}")
+        lines.append(f"  {backend} ({count} cell{'s' if count > 1 else ''}): {_shorten(note, 160)}")
     return lines
 
 

@@ -22,6 +22,7 @@ class Verdict(enum.Enum):
     ERROR = "ERROR"
     UNSUPPORTED = "unsupported"
     SLOW = "slow"  # left out of a default run; runs under --all
+    UNAVAILABLE = "unavailable"  # the backend cannot run on this machine (e.g. no CUDA)
 
     @property
     def failing(self) -> bool:

@@ -191,3 +191,23 @@ def test_python_dash_m_is_the_same_program_and_user_errors_have_no_traceback(tmp
     assert result.returncode == 2
     assert result.stderr.startswith("harness: error: unknown config 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_backend_family_names_expand_to_their_variants(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "onnxruntime")
+    assert result.exit_code == 0
+    header = next(line for line in result.out.splitlines() if line.startswith("config"))
+    assert header.split() == ["config", "onnxruntime-legacy", "onnxruntime-dynamo"]
+
+
+def test_an_unavailable_backend_asked_for_by_name_is_exit_2(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present on this machine: eager-cuda is available")
+    golden = golden_copy(REFERENCE_ID)
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "eager-cuda")
+    assert result.exit_code == 2 and result.out == ""
+    assert result.err.strip() == ("harness: error: backend eager-cuda is unavailable here: "
+                                  "no CUDA device (torch.cuda.is_available() is False)")

@@ -61,6 +61,18 @@ def backend_names() -> list[str]:
     return list(BUILTIN_BACKENDS) + [name for name in plugged if name not in BUILTIN_BACKENDS]
 
 
+def expand_backend_names(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Exact names stay; a family name (``onnxruntime``, ``torchscript``) means its CPU variants."""
+    known = backend_names()
+    expanded: list[str] = []
+    for name in names:
+        family = [k for k in known if k.startswith(f"{name}-") and not k.endswith("-cuda")]
+        for resolved in [name] if name in known or not family else family:
+            if resolved not in expanded:
+                expanded.append(resolved)
+    return expanded
+
+
 def get_backend(name: str) -> Backend:
     if name in BUILTIN_BACKENDS:
         return BUILTIN_BACKENDS[name]()
