@@ -41,6 +41,7 @@ class TensorComparison:
     worst_index: tuple[int, ...] | None = None
     worst_expected: float | None = None
     worst_actual: float | None = None
+    diagnosis: str = ""  # for layout problems: the explanation that fits (harness.layout)
 
     @property
     def passed(self) -> bool:
@@ -111,6 +112,26 @@ def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
         "worst_expected": float(expected[worst]),
         "worst_actual": float(actual[worst]),
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class OracleDistance:
+    """How far a result is from the float64 oracle: max abs error, and ulps in the result's dtype."""
+
+    max_abs: float
+    max_ulps: int
+
+
+def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray]) -> OracleDistance | None:
+    """The worst distance over tensors present in both with equal shapes; None if none compare."""
+    pairs = [(actual[name], oracle[name]) for name in oracle
+             if name in actual and actual[name].shape == oracle[name].shape and actual[name].dtype.kind == "f"]
+    if not pairs:
+        return None
+    return OracleDistance(
+        max_abs=max(float(np.max(np.abs(a.astype(np.float64) - o), initial=0.0)) for a, o in pairs),
+        max_ulps=max(int(np.max(ulp_distance(a, o.astype(a.dtype)), initial=0)) for a, o in pairs),
+    )
 
 
 def _bitwise_equal(expected: np.ndarray, actual: np.ndarray) -> bool:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from harness.backends import REFERENCE_BACKEND, expand_backend_names, get_backend
 from harness.backends.base import Backend
 from harness.backends.capture import captured_upstream_messages, first_line
-from harness.case import Case, build_case
-from harness.compare import TensorComparison, TensorStatus, compare_outputs
+from harness.case import Case, build_case, tensor_axes
+from harness.compare import TensorComparison, TensorStatus, compare_outputs, oracle_distance
 from harness.config import RnnConfig
 from harness.environment import Environment, current_environment, environment_differences, utc_now
 from harness.errors import BackendUnavailableError, GoldenError
 from harness.golden import Golden, GoldenStore
+from harness.layout import diagnose_layout
+from harness.oracle import oracle_outputs
 from harness.results import Cause, CellResult, RunReport, Verdict
 from harness.tolerance import BITWISE, TolerancePolicy
 
@@ -72,13 +77,14 @@ def run_suite(
     with pinned_threads(options.threads):
         for config in configs:
             case = build_case(config)
+            oracle = case_oracle(case)
             for backend in backends:
                 if backend.name in unavailable:
                     reason = unavailable[backend.name]
                     cell = CellResult(config_id=config.id, backend=backend.name, verdict=Verdict.UNAVAILABLE,
                                       reason=reason)
                 else:
-                    cell = run_cell(case, backend, goldens[config.id], options)
+                    cell = run_cell(case, backend, goldens[config.id], options, oracle)
                 cells.append(cell)
                 if on_cell:
                     on_cell(cell)
@@ -112,7 +118,15 @@ def load_matching_golden(store: GoldenStore, config: RnnConfig) -> Golden:
     return golden
 
 
-def run_cell(case: Case, backend: Backend, golden: Golden, options: RunOptions) -> CellResult:
+def case_oracle(case: Case) -> dict[str, np.ndarray]:
+    """The float64 oracle's outputs for the case's own weights and inputs."""
+    weights = {name: tensor.detach().cpu().numpy() for name, tensor in case.module.state_dict().items()}
+    return oracle_outputs(case.config, weights, case.inputs)
+
+
+def run_cell(
+    case: Case, backend: Backend, golden: Golden, options: RunOptions, oracle: dict[str, np.ndarray] | None = None
+) -> CellResult:
     """Prepare, run twice, and judge one cell; never raises for a backend failure."""
     config = case.config
     cell = functools.partial(CellResult, config_id=config.id, backend=backend.name)
@@ -133,7 +147,7 @@ def run_cell(case: Case, backend: Backend, golden: Golden, options: RunOptions) 
             return cell(verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {observed})")
         return cell(verdict=Verdict.ERROR, reason=first_line(error))
     tolerance = options.policy.for_cell(backend.name, config.dtype)
-    tensors = compare_outputs(golden.tensors, first, tolerance)
+    tensors = diagnose(compare_outputs(golden.tensors, first, tolerance), golden.tensors, first, config)
     repeat = compare_outputs(first, second, BITWISE)
     notes = tuple(upstream) + ((f"known limitation did not reproduce: {limitation}",) if limitation else ())
     verdict = judge(tensors, repeat)
@@ -141,7 +155,23 @@ def run_cell(case: Case, backend: Backend, golden: Golden, options: RunOptions) 
         verdict=verdict, tolerance=tolerance, tensors=tensors,
         repeat=repeat if any(not t.passed for t in repeat) else (),
         cause=attribute(case, golden) if verdict is Verdict.DRIFT else None,
+        oracle=oracle_distance(first, oracle) if oracle else None,
+        golden_oracle=oracle_distance(golden.tensors, oracle) if oracle else None,
         notes=notes, prepare_seconds=run_started - prepare_started, run_seconds=run_seconds,
+    )
+
+
+def diagnose(
+    tensors: tuple[TensorComparison, ...], expected: dict[str, np.ndarray], actual: dict[str, np.ndarray],
+    config: RnnConfig,
+) -> tuple[TensorComparison, ...]:
+    """Attach a layout diagnosis to every SHAPE tensor."""
+    axes = tensor_axes(config)
+    return tuple(
+        dataclasses.replace(tensor, diagnosis=diagnose_layout(
+            tensor.name, expected[tensor.name], actual[tensor.name], axes.get(tensor.name, ())) or "")
+        if tensor.status is TensorStatus.SHAPE else tensor
+        for tensor in tensors
     )
 
 

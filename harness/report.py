@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.compare import TensorComparison, TensorStatus
+from harness.compare import OracleDistance, TensorComparison, TensorStatus
 from harness.results import CellResult, RunReport, Verdict
 
 
@@ -21,7 +21,8 @@ def report_lines(report: RunReport) -> list[str]:
         lines += ["", "Failures:"]
         for cell in report.failures:
             lines += failure_lines(cell)
-    lines += _not_compared(report) + _upstream_findings(report) + _environment_changes(report)
+    lines += _oracle_summary(report) + _not_compared(report) + _upstream_findings(report)
+    lines += _environment_changes(report)
     lines += ["", summary_line(report)]
     return lines
 
@@ -55,6 +56,9 @@ def failure_lines(cell: CellResult) -> list[str]:
     lines = [f"  {cell.config_id} x {cell.backend}: {cell.verdict.value} (tolerance {tolerance}){cause}"]
     if cell.reason:
         lines.append(f"    {cell.reason}")
+    if cell.oracle and cell.golden_oracle:
+        lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
+                     f"the golden {_distance(cell.golden_oracle)}")
     lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor)]
     if cell.repeat:
         lines.append("    two runs of the same prepared model differ:")
@@ -70,8 +74,9 @@ def tensor_lines(tensor: TensorComparison) -> list[str]:
     if tensor.status is TensorStatus.UNEXPECTED:
         return [f"{name} unexpected: produced {tensor.actual_shape} {tensor.actual_dtype}, not in the golden"]
     if tensor.status is TensorStatus.SHAPE:
+        diagnosis = [f"       diagnosis: {tensor.diagnosis}"] if tensor.diagnosis else []
         return [f"{name} SHAPE: expected {tensor.expected_shape} {tensor.expected_dtype}, "
-                f"got {tensor.actual_shape} {tensor.actual_dtype}"]
+                f"got {tensor.actual_shape} {tensor.actual_dtype}", *diagnosis]
     if tensor.status is TensorStatus.IDENTICAL:
         return [f"{name} identical {tensor.expected_shape} {tensor.expected_dtype}"]
     share = 100.0 * tensor.mismatched / tensor.total if tensor.total else 0.0
@@ -82,6 +87,23 @@ def tensor_lines(tensor: TensorComparison) -> list[str]:
         return [summary]
     return [summary, f"       worst at index {tensor.worst_index}: expected {tensor.worst_expected!r}, "
                      f"actual {tensor.worst_actual!r}"]
+
+
+def _distance(distance: OracleDistance) -> str:
+    return f"{distance.max_abs:.1e} ({distance.max_ulps} ulps)"
+
+
+def _oracle_summary(report: RunReport) -> list[str]:
+    """Per backend, the worst distance to the float64 oracle over every compared config."""
+    worst: dict[str, tuple[OracleDistance, str]] = {}
+    for cell in report.cells:
+        if cell.oracle and (cell.backend not in worst or cell.oracle.max_abs > worst[cell.backend][0].max_abs):
+            worst[cell.backend] = (cell.oracle, cell.config_id)
+    if not worst:
+        return []
+    lines = ["", "Distance to the float64 NumPy oracle (worst config per backend):"]
+    lines += [f"  {backend}: {_distance(distance)} at {config_id}" for backend, (distance, config_id) in worst.items()]
+    return lines
 
 
 def _not_compared(report: RunReport) -> list[str]:

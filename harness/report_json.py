@@ -5,7 +5,7 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
   summary {cells, failing, by_verdict {verdict: count}},
   environment {packages, python, platform, machine, cpu, cpu_flags, cpu_count, torch_threads, cuda},
   environment_changes {config_id: [line]}, backends [name], unavailable {name: reason}, configs [id],
-  cells [{config, backend, verdict, failing, reason, cause, tolerance, max_abs, max_ulps,
+  cells [{config, backend, verdict, failing, reason, cause, oracle, golden_oracle, tolerance, max_abs, max_ulps,
           prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
   tensor {name, status, expected_shape, actual_shape, expected_dtype, actual_dtype, max_abs, max_rel,
           max_ulps, mismatched, total, worst_index, worst_expected, worst_actual}
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.compare import TensorComparison
+from harness.compare import OracleDistance, TensorComparison
 from harness.results import CellResult, RunReport, Verdict
 
 SCHEMA = "harness.report/1"
@@ -56,6 +56,8 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
         "failing": cell.verdict.failing,
         "reason": cell.reason,
         "cause": cell.cause.value if cell.cause else None,
+        "oracle": _distance_document(cell.oracle),
+        "golden_oracle": _distance_document(cell.golden_oracle),
         "tolerance": dataclasses.asdict(cell.tolerance) if cell.tolerance else None,
         "max_abs": _finite(cell.max_abs),
         "max_ulps": cell.max_ulps,
@@ -75,6 +77,10 @@ def tensor_document(tensor: TensorComparison) -> dict[str, Any]:
     for key in ("expected_shape", "actual_shape", "worst_index"):
         document[key] = list(document[key]) if document[key] is not None else None
     return document
+
+
+def _distance_document(distance: OracleDistance | None) -> dict[str, Any] | None:
+    return None if distance is None else {"max_abs": _finite(distance.max_abs), "max_ulps": distance.max_ulps}
 
 
 def _finite(value: float | None) -> float | str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from harness.compare import TensorComparison
+from harness.compare import OracleDistance, TensorComparison
 from harness.environment import Environment
 from harness.errors import EXIT_DRIFT, EXIT_OK
 from harness.tolerance import Tolerance
@@ -49,6 +49,8 @@ class CellResult:
     tensors: tuple[TensorComparison, ...] = ()
     repeat: tuple[TensorComparison, ...] = ()  # second run vs first, when they differ
     cause: Cause | None = None
+    oracle: OracleDistance | None = None  # this backend's distance to the float64 oracle
+    golden_oracle: OracleDistance | None = None  # the golden's distance to the same oracle
     notes: tuple[str, ...] = ()
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0

@@ -73,6 +73,8 @@ def test_swapped_layout_is_shape_drift(cli: Cli, golden_copy: Callable[..., Path
     assert result.exit_code == 1
     assert f"{REFERENCE_ID} x eager: SHAPE" in result.out
     assert "output SHAPE: expected (5, 3, 8) float32, got (3, 5, 8) float32" in result.out
+    swap = "diagnosis: output == golden.transpose(1, 0, 2) bitwise: the batch and sequence axes are swapped"
+    assert swap in result.out
 
 
 def test_truncated_golden_is_exit_2_with_one_line_naming_the_file(

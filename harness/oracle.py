@@ -1,0 +1,95 @@
+"""An independent float64 oracle: the RNN, LSTM (with projections) and GRU recurrences in NumPy,
+written from the equations in the PyTorch documentation and fed the module's own weights.
+
+It shares no code with any backend, so when two backends disagree it says which one moved away
+from the mathematics. Gate orders are PyTorch's: LSTM (i, f, g, o), GRU (r, z, n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.config import RnnConfig
+
+Weights = dict[str, np.ndarray]
+Array = np.ndarray
+
+
+def oracle_outputs(config: RnnConfig, weights: Weights, inputs: dict[str, Array]) -> dict[str, Array]:
+    """Named float64 outputs (output, h_n[, c_n]) for the config, in the config's layout."""
+    weights = {name: np.asarray(value, dtype=np.float64) for name, value in weights.items()}
+    x = np.asarray(inputs["input"], dtype=np.float64)
+    sequence = x.transpose(1, 0, 2) if config.batch_first else x
+    batch = sequence.shape[1]
+    directions = config.num_directions
+    h0 = _initial(inputs.get("h0"), (config.num_layers * directions, batch, config.output_features))
+    c0 = _initial(inputs.get("c0"), (config.num_layers * directions, batch, config.hidden_size))
+    h_n, c_n = [], []
+    layer_input = sequence
+    for layer in range(config.num_layers):
+        direction_outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            steps = layer_input[::-1] if direction else layer_input
+            outputs, h_last, c_last = _run_direction(config, weights, suffix, steps, h0[index], c0[index])
+            direction_outputs.append(outputs[::-1] if direction else outputs)
+            h_n.append(h_last)
+            c_n.append(c_last)
+        layer_input = np.concatenate(direction_outputs, axis=2)
+    output = layer_input.transpose(1, 0, 2) if config.batch_first else layer_input
+    result = {"output": output, "h_n": np.stack(h_n)}
+    if config.cell == "lstm":
+        result["c_n"] = np.stack(c_n)
+    return result
+
+
+def _initial(given: Array | None, shape: tuple[int, ...]) -> Array:
+    return np.zeros(shape) if given is None else np.asarray(given, dtype=np.float64)
+
+
+def _run_direction(
+    config: RnnConfig, weights: Weights, suffix: str, steps: Array, h: Array, c: Array
+) -> tuple[Array, Array, Array]:
+    """One layer in one direction over the (already ordered) time steps."""
+    w_ih, w_hh = weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"]
+    gates = 4 if config.cell == "lstm" else 3 if config.cell == "gru" else 1
+    b_ih = weights.get(f"bias_ih{suffix}", np.zeros(gates * config.hidden_size))
+    b_hh = weights.get(f"bias_hh{suffix}", np.zeros(gates * config.hidden_size))
+    outputs = []
+    for x_t in steps:
+        input_part = x_t @ w_ih.T + b_ih
+        hidden_part = h @ w_hh.T + b_hh
+        if config.cell == "lstm":
+            h, c = _lstm_step(input_part + hidden_part, c, weights.get(f"weight_hr{suffix}"))
+        elif config.cell == "gru":
+            h = _gru_step(input_part, hidden_part, h)
+        else:
+            h = _ACTIVATIONS[config.cell](input_part + hidden_part)
+        outputs.append(h)
+    return np.stack(outputs), h, c
+
+
+def _lstm_step(gates: Array, c: Array, w_hr: Array | None) -> tuple[Array, Array]:
+    i, f, g, o = np.split(gates, 4, axis=-1)
+    c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+    h = _sigmoid(o) * np.tanh(c)
+    return (h if w_hr is None else h @ w_hr.T), c
+
+
+def _gru_step(input_part: Array, hidden_part: Array, h: Array) -> Array:
+    i_r, i_z, i_n = np.split(input_part, 3, axis=-1)
+    h_r, h_z, h_n = np.split(hidden_part, 3, axis=-1)
+    r = _sigmoid(i_r + h_r)
+    z = _sigmoid(i_z + h_z)
+    n = np.tanh(i_n + r * h_n)  # r multiplies (W_hn h + b_hn): PyTorch's linear_before_reset=1
+    return np.asarray((1.0 - z) * n + z * h)
+
+
+def _sigmoid(x: Array) -> Array:
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
+
+
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"rnn_tanh": np.tanh, "rnn_relu": lambda x: np.maximum(x, 0.0)}
