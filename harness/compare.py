@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.statistics import ErrorStatistics, error_statistics
 from harness.tolerance import Tolerance
 
 
@@ -42,6 +43,7 @@ class TensorComparison:
     worst_expected: float | None = None
     worst_actual: float | None = None
     diagnosis: str = ""  # for layout problems: the explanation that fits (harness.layout)
+    statistics: ErrorStatistics | None = None  # for compared values that are not bitwise equal
 
     @property
     def passed(self) -> bool:
@@ -102,11 +104,13 @@ def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
         with np.errstate(invalid="ignore"):
             mismatch = (abs_error > tolerance.atol + tolerance.rtol * np.abs(wide_expected)) | one_nan
     worst = np.unravel_index(int(np.argmax(abs_error)), abs_error.shape)
+    ulps = ulp_distance(expected, actual)
     return {
         "status": TensorStatus.DRIFT if mismatch.any() else TensorStatus.CLOSE,
         "max_abs": float(abs_error.max()),
         "max_rel": float(rel_error.max()),
-        "max_ulps": int(ulp_distance(expected, actual).max()),
+        "max_ulps": int(ulps.max()),
+        "statistics": error_statistics(expected, actual, abs_error, rel_error, ulps),
         "mismatched": int(mismatch.sum()),
         "worst_index": tuple(int(i) for i in worst),
         "worst_expected": float(expected[worst]),

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from harness.compare import OracleDistance, TensorComparison, TensorStatus
 from harness.results import CellResult, RunReport, Verdict
+from harness.statistics import ErrorStatistics, histogram_lines
 
 
 def cell_text(cell: CellResult) -> str:
@@ -83,10 +84,29 @@ def tensor_lines(tensor: TensorComparison) -> list[str]:
     summary = (f"{name} {tensor.status.value}: {tensor.mismatched}/{tensor.total} elements ({share:.1f}%) "
                f"outside tolerance; max abs {tensor.max_abs:.3e}, max rel {tensor.max_rel:.3e}, "
                f"{tensor.max_ulps} ulps")
-    if tensor.status is TensorStatus.CLOSE:
+    if tensor.status is TensorStatus.CLOSE or tensor.statistics is None:
         return [summary]
     return [summary, f"       worst at index {tensor.worst_index}: expected {tensor.worst_expected!r}, "
-                     f"actual {tensor.worst_actual!r}"]
+                     f"actual {tensor.worst_actual!r}", *_statistics_lines(tensor.statistics)]
+
+
+def _statistics_lines(statistics: ErrorStatistics) -> list[str]:
+    """The rich view of a failing tensor's error."""
+    indent = " " * 7
+    abs_error, ulps = statistics.abs_error, statistics.ulps
+    lines = [
+        f"{indent}abs error: mean {abs_error.mean:.2e}, median {abs_error.median:.2e}, p90 {abs_error.p90:.2e}, "
+        f"p99 {abs_error.p99:.2e}, max {abs_error.max:.2e}; rel error max {statistics.rel_error.max:.2e}; "
+        f"ulps median {ulps.median:.0f}, p99 {ulps.p99:.0f}, max {ulps.max:.0f}",
+        f"{indent}would pass with atol >= {statistics.needed_atol:.2e} (rtol 0) "
+        f"or rtol >= {statistics.needed_rtol:.2e} (atol 0)",
+        f"{indent}|error| histogram:",
+        *(f"{indent}  {line}" for line in histogram_lines(statistics)),
+        f"{indent}worst elements (index: expected -> actual, abs error, ulps):",
+    ]
+    lines += [f"{indent}  {element.index}: {element.expected!r} -> {element.actual!r}, "
+              f"{element.abs_error:.2e}, {element.ulps}" for element in statistics.worst]
+    return lines
 
 
 def _distance(distance: OracleDistance) -> str:

@@ -8,7 +8,10 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
   cells [{config, backend, verdict, failing, reason, cause, oracle, golden_oracle, tolerance, max_abs, max_ulps,
           prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
   tensor {name, status, expected_shape, actual_shape, expected_dtype, actual_dtype, max_abs, max_rel,
-          max_ulps, mismatched, total, worst_index, worst_expected, worst_actual}
+          max_ulps, mismatched, total, worst_index, worst_expected, worst_actual, diagnosis,
+          statistics: null | {abs_error, rel_error, ulps: {mean, median, p90, p99, max},
+                              histogram: [[label, count]], worst: [{index, expected, actual, abs_error, ulps}],
+                              needed_atol, needed_rtol}}
 """
 
 from __future__ import annotations
@@ -70,13 +73,20 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
 
 
 def tensor_document(tensor: TensorComparison) -> dict[str, Any]:
-    document = dataclasses.asdict(tensor)
+    document: dict[str, Any] = json_safe(dataclasses.asdict(tensor))
     document["status"] = tensor.status.value
-    for key in ("max_abs", "max_rel", "worst_expected", "worst_actual"):
-        document[key] = _finite(document[key])
-    for key in ("expected_shape", "actual_shape", "worst_index"):
-        document[key] = list(document[key]) if document[key] is not None else None
     return document
+
+
+def json_safe(value: Any) -> Any:
+    """Tuples become lists and non-finite floats strings ("inf", "nan"): JSON has neither."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float):
+        return _finite(value)
+    return value
 
 
 def _distance_document(distance: OracleDistance | None) -> dict[str, Any] | None:
