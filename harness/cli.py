@@ -43,22 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run configs x backends and compare them to the goldens")
     _add_suite_option(run)
     _add_golden_option(run)
-    run.add_argument("--config", action="append", metavar="ID", help="only this config (repeatable)")
-    run.add_argument("--backend", action="append", metavar="NAME",
-                     help=f"only this backend (repeatable); default: {', '.join(DEFAULT_BACKENDS)} "
-                          f"plus {', '.join(CUDA_BACKENDS)} where CUDA is present")
-    run.add_argument("--all", action="store_true", help="include cells tagged slow")
-    run.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
-    run.add_argument("--atol", type=float, help="absolute tolerance for every cell (needs --rtol)")
-    run.add_argument("--rtol", type=float, help="relative tolerance for every cell (needs --atol)")
-    run.add_argument("--bitwise", action="store_true", help="demand bitwise equality in every cell")
-    _add_threads_option(run)
+    _add_run_options(run)
+
+    check = commands.add_parser(
+        "check", help="cross-backend validation without goldens: every backend vs eager computed now")
+    _add_suite_option(check)
+    _add_run_options(check)
 
     record = commands.add_parser("record", help="write goldens (eager CPU) for configs that have none")
     _add_suite_option(record)
     _add_golden_option(record)
     record.add_argument("--config", action="append", metavar="ID", help="only this config (repeatable)")
     record.add_argument("--force", action="store_true", help="overwrite existing goldens and print what changed")
+    record.add_argument("--backend", action="append", metavar="NAME",
+                        help="fingerprint only these backends (repeatable; default: every default backend)")
+    record.add_argument("--reference-only", action="store_true", help="record no backend fingerprints")
+    record.add_argument("--all", action="store_true", help="also fingerprint cells tagged slow")
     _add_threads_option(record)
 
     show = commands.add_parser("show", help="a config's golden tensors, shapes and provenance")
@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true", help="print JSON")
     _add_threads_option(env)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", metavar="ID", help="only this config (repeatable)")
+    parser.add_argument("--backend", action="append", metavar="NAME",
+                        help=f"only this backend or family (repeatable); default: {', '.join(DEFAULT_BACKENDS)} "
+                             f"plus {', '.join(CUDA_BACKENDS)} where CUDA is present")
+    parser.add_argument("--all", action="store_true", help="include cells tagged slow")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--atol", type=float, help="absolute tolerance for every cell (needs --rtol)")
+    parser.add_argument("--rtol", type=float, help="relative tolerance for every cell (needs --atol)")
+    parser.add_argument("--bitwise", action="store_true", help="demand bitwise equality in every cell")
+    _add_threads_option(parser)
 
 
 def _add_suite_option(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +132,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
     from harness.engine import RunOptions, run_suite
     from harness.report import report_lines
     from harness.report_json import write_json
@@ -130,9 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         policy=_tolerance_policy(args),
         threads=_threads(args),
         require_available=bool(args.backend),
+        live_reference=live_reference,
     )
     suite = _suite(args)
-    report = run_suite(suite.select(args.config), _store(args), options, suite_source=suite.source)
+    store = GoldenStore(default_golden_dir()) if live_reference else _store(args)
+    report = run_suite(suite.select(args.config), store, options, suite_source=suite.source)
     print("\n".join(report_lines(report)))
     if args.json:
         write_json(report, args.json)
@@ -140,8 +155,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    return cmd_run(args, live_reference=True)
+
+
 def cmd_record(args: argparse.Namespace) -> int:
-    from harness.engine import record_golden
+    from harness.record import record_golden
 
     store = _store(args)
     configs = _suite(args).select(args.config)
@@ -154,10 +173,15 @@ def cmd_record(args: argparse.Namespace) -> int:
         if config.id in existing and not args.force:
             kept += 1
             continue
-        result = record_golden(config, store, force=args.force, threads=_threads(args))
+        fingerprinted = () if args.reference_only else tuple(args.backend or _default_backends())
+        result = record_golden(config, store, force=args.force, threads=_threads(args),
+                               fingerprint_backends=fingerprinted, include_slow=args.all)
         print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")
         for change in result.changes:
             print(f"  {change}")
+        if not result.replaced:
+            for backend, line in result.fingerprints.items():
+                print(f"  fingerprint {backend}: {line}")
     if kept:
         print(f"kept {kept} existing goldens (pass --force to rewrite them)")
     return EXIT_OK
@@ -221,7 +245,8 @@ def _threads(args: argparse.Namespace) -> int:
     return int(args.threads)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "record": cmd_record, "show": cmd_show, "env": cmd_env}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "check": cmd_check, "record": cmd_record, "show": cmd_show,
+            "env": cmd_env}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,6 +28,7 @@ from harness.errors import ConfigError, GoldenError
 from harness.hashing import array_sha256, arrays_sha256
 
 SCHEMA = "harness.golden/1"
+BACKEND_SEPARATOR = "/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,15 @@ class Golden:
     recorded_at: str
     environment: Environment
     backend_fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # outputs of backends that are not bitwise equal to the reference, to measure their own movement
+    backend_tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def all_arrays(self) -> dict[str, np.ndarray]:
+        """Everything the tensors file holds: reference tensors, then '<backend>/<tensor>' entries."""
+        arrays = dict(self.tensors)
+        for backend, tensors in self.backend_tensors.items():
+            arrays.update({f"{backend}{BACKEND_SEPARATOR}{name}": array for name, array in tensors.items()})
+        return arrays
 
     def manifest(self, tensors_file: str) -> dict[str, Any]:
         return {
@@ -83,8 +93,11 @@ class GoldenStore:
         manifest_path = self.manifest_path(config_id)
         manifest = self._read_manifest(manifest_path)
         tensors_path = self.root / str(manifest["tensors_file"])
-        tensors = _read_tensors(tensors_path)
+        arrays = _read_tensors(tensors_path)
+        tensors = {name: array for name, array in arrays.items() if BACKEND_SEPARATOR not in name}
         _verify_tensors(tensors_path, tensors, manifest["tensors"])
+        fingerprints = manifest.get("backend_fingerprints", {})
+        backend_tensors = _backend_tensors(tensors_path, arrays, fingerprints)
         try:
             config = RnnConfig.from_dict(manifest["config"])
         except ConfigError as error:
@@ -97,7 +110,8 @@ class GoldenStore:
             recorded_by=manifest["recorded_by"],
             recorded_at=manifest["recorded_at"],
             environment=Environment.from_dict(manifest["environment"]),
-            backend_fingerprints=manifest.get("backend_fingerprints", {}),
+            backend_fingerprints=fingerprints,
+            backend_tensors=backend_tensors,
         )
 
     def write(self, golden: Golden, *, force: bool = False) -> Path:
@@ -106,9 +120,10 @@ class GoldenStore:
         if manifest_path.exists() and not force:
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
         old_tensors_file = self._old_tensors_file(manifest_path)
-        tensors_file = f"{golden.config.id}.{arrays_sha256(golden.tensors)[:12]}.npz"
+        arrays = golden.all_arrays()
+        tensors_file = f"{golden.config.id}.{arrays_sha256(arrays)[:12]}.npz"
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.root / tensors_file, _npz_bytes(golden.tensors))
+        _atomic_write(self.root / tensors_file, _npz_bytes(arrays))
         manifest_text = json.dumps(golden.manifest(tensors_file), indent=2) + "\n"
         _atomic_write(manifest_path, manifest_text.encode())
         if old_tensors_file and old_tensors_file != tensors_file:
@@ -158,6 +173,21 @@ def _verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[s
             raise GoldenError(f"{path}: tensor {name!r} does not match the sha256 in its manifest (edited or corrupt)")
 
 
+def _backend_tensors(
+    path: Path, arrays: dict[str, np.ndarray], fingerprints: dict[str, Any]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Regroup '<backend>/<tensor>' arrays per backend and check them against their fingerprints."""
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        backend, separator, name = key.partition(BACKEND_SEPARATOR)
+        if separator:
+            grouped.setdefault(backend, {})[name] = array
+    for backend, tensors in grouped.items():
+        if arrays_sha256(tensors) != fingerprints.get(backend, {}).get("sha256"):
+            raise GoldenError(f"{path}: outputs stored for backend {backend!r} do not match its fingerprint sha256")
+    return grouped
+
+
 def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **tensors)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as a kwarg
@@ -168,6 +198,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over path."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(descriptor, 0o644)  # mkstemp makes 0600; goldens are shared data
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()

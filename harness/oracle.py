@@ -8,6 +8,7 @@ from the mathematics. Gate orders are PyTorch's: LSTM (i, f, g, o), GRU (r, z, n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,9 +18,29 @@ Weights = dict[str, np.ndarray]
 Array = np.ndarray
 
 
-def oracle_outputs(config: RnnConfig, weights: Weights, inputs: dict[str, Array]) -> dict[str, Array]:
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    """A deliberate departure from PyTorch's equations, to test whether a backend made it.
+
+    lstm_gate_blocks: which of PyTorch's (i, f, g, o) weight blocks each gate reads; (0, 2, 3, 1) is
+    what ONNX (order i, o, f, c) computes from PyTorch-ordered weights left unreordered.
+    gru_linear_before_reset: False applies r before the hidden linear map, as ONNX GRU with
+    linear_before_reset=0 does.
+    """
+
+    lstm_gate_blocks: tuple[int, int, int, int] = (0, 1, 2, 3)
+    gru_linear_before_reset: bool = True
+
+
+PYTORCH = Variant()
+
+
+def oracle_outputs(
+    config: RnnConfig, weights: Weights, inputs: dict[str, Array], variant: Variant = PYTORCH
+) -> dict[str, Array]:
     """Named float64 outputs (output, h_n[, c_n]) for the config, in the config's layout."""
-    weights = {name: np.asarray(value, dtype=np.float64) for name, value in weights.items()}
+    weights = {name: _permuted(name, np.asarray(value, dtype=np.float64), variant, config)
+               for name, value in weights.items()}
     x = np.asarray(inputs["input"], dtype=np.float64)
     sequence = x.transpose(1, 0, 2) if config.batch_first else x
     batch = sequence.shape[1]
@@ -34,7 +55,7 @@ def oracle_outputs(config: RnnConfig, weights: Weights, inputs: dict[str, Array]
             index = layer * directions + direction
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             steps = layer_input[::-1] if direction else layer_input
-            outputs, h_last, c_last = _run_direction(config, weights, suffix, steps, h0[index], c0[index])
+            outputs, h_last, c_last = _run_direction(config, weights, suffix, steps, h0[index], c0[index], variant)
             direction_outputs.append(outputs[::-1] if direction else outputs)
             h_n.append(h_last)
             c_n.append(c_last)
@@ -46,12 +67,19 @@ def oracle_outputs(config: RnnConfig, weights: Weights, inputs: dict[str, Array]
     return result
 
 
+def _permuted(name: str, value: Array, variant: Variant, config: RnnConfig) -> Array:
+    if config.cell != "lstm" or variant.lstm_gate_blocks == PYTORCH.lstm_gate_blocks or "_hr" in name:
+        return value
+    blocks = np.split(value, 4, axis=0)
+    return np.concatenate([blocks[i] for i in variant.lstm_gate_blocks], axis=0)
+
+
 def _initial(given: Array | None, shape: tuple[int, ...]) -> Array:
     return np.zeros(shape) if given is None else np.asarray(given, dtype=np.float64)
 
 
 def _run_direction(
-    config: RnnConfig, weights: Weights, suffix: str, steps: Array, h: Array, c: Array
+    config: RnnConfig, weights: Weights, suffix: str, steps: Array, h: Array, c: Array, variant: Variant
 ) -> tuple[Array, Array, Array]:
     """One layer in one direction over the (already ordered) time steps."""
     w_ih, w_hh = weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"]
@@ -65,7 +93,7 @@ def _run_direction(
         if config.cell == "lstm":
             h, c = _lstm_step(input_part + hidden_part, c, weights.get(f"weight_hr{suffix}"))
         elif config.cell == "gru":
-            h = _gru_step(input_part, hidden_part, h)
+            h = _gru_step(input_part, hidden_part, h, variant.gru_linear_before_reset, w_hh, b_hh)
         else:
             h = _ACTIVATIONS[config.cell](input_part + hidden_part)
         outputs.append(h)
@@ -79,12 +107,18 @@ def _lstm_step(gates: Array, c: Array, w_hr: Array | None) -> tuple[Array, Array
     return (h if w_hr is None else h @ w_hr.T), c
 
 
-def _gru_step(input_part: Array, hidden_part: Array, h: Array) -> Array:
+def _gru_step(
+    input_part: Array, hidden_part: Array, h: Array, linear_before_reset: bool, w_hh: Array, b_hh: Array
+) -> Array:
     i_r, i_z, i_n = np.split(input_part, 3, axis=-1)
     h_r, h_z, h_n = np.split(hidden_part, 3, axis=-1)
     r = _sigmoid(i_r + h_r)
     z = _sigmoid(i_z + h_z)
-    n = np.tanh(i_n + r * h_n)  # r multiplies (W_hn h + b_hn): PyTorch's linear_before_reset=1
+    if linear_before_reset:  # PyTorch: r multiplies (W_hn h + b_hn)
+        n = np.tanh(i_n + r * h_n)
+    else:  # ONNX linear_before_reset=0: W_hn (r * h) + b_hn
+        w_hn, b_hn = np.split(w_hh, 3, axis=0)[2], np.split(b_hh, 3)[2]
+        n = np.tanh(i_n + (r * h) @ w_hn.T + b_hn)
     return np.asarray((1.0 - z) * n + z * h)
 
 

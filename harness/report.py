@@ -8,21 +8,28 @@ from harness.compare import OracleDistance, TensorComparison, TensorStatus
 from harness.results import CellResult, RunReport, Verdict
 from harness.statistics import ErrorStatistics, histogram_lines
 
+PAST_MARKS = {"unchanged": "=", "new": "?"}
+LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "
+          "fingerprint: (=) bitwise unchanged, (+Nu) moved by N ulps, (?) none recorded")
+
 
 def cell_text(cell: CellResult) -> str:
-    """A short table entry: the verdict plus max abs error and ulps where values were compared."""
+    """A short table entry: the verdict, max abs error and ulps, and the backend's own movement."""
+    text = str(cell.verdict.value)
     if cell.verdict in (Verdict.CLOSE, Verdict.DRIFT):
-        return f"{cell.verdict.value} {cell.max_abs:.1e}/{cell.max_ulps}u"
-    return str(cell.verdict.value)
+        text += f" {cell.max_abs:.1e}/{cell.max_ulps}u"
+    if cell.past:
+        text += f" ({PAST_MARKS.get(cell.past.status, f'+{cell.past.max_ulps}u')})"
+    return text
 
 
 def report_lines(report: RunReport) -> list[str]:
-    lines = [*_header(report), "", *_table(report)]
+    lines = [*_header(report), "", *_table(report), LEGEND]
     if report.failures:
         lines += ["", "Failures:"]
         for cell in report.failures:
-            lines += failure_lines(cell)
-    lines += _oracle_summary(report) + _not_compared(report) + _upstream_findings(report)
+            lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()))
+    lines += _moved(report) + _oracle_summary(report) + _not_compared(report) + _upstream_findings(report)
     lines += _environment_changes(report)
     lines += ["", summary_line(report)]
     return lines
@@ -50,13 +57,23 @@ def _table(report: RunReport) -> list[str]:
             for row in [header, *rows]]
 
 
-def failure_lines(cell: CellResult) -> list[str]:
+def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = ()) -> list[str]:
     """Everything a user needs to act on one failing cell."""
     tolerance = cell.tolerance.describe() if cell.tolerance else "-"
     cause = f"; cause: {cell.cause.value}" if cell.cause else ""
-    lines = [f"  {cell.config_id} x {cell.backend}: {cell.verdict.value} (tolerance {tolerance}){cause}"]
+    argmax = ""
+    if cell.argmax_changed is not None and cell.verdict is Verdict.DRIFT:
+        argmax = ("; argmax unchanged" if cell.argmax_changed == 0
+                  else f"; argmax changed at {cell.argmax_changed} positions")
+    lines = [f"  {cell.config_id} x {cell.backend}: {cell.verdict.value} (tolerance {tolerance}){cause}{argmax}"]
     if cell.reason:
         lines.append(f"    {cell.reason}")
+    if environment_changes:
+        lines.append(f"    environment since the golden: {'; '.join(environment_changes)}")
+    lines += [f"    invariant broken: {violation}" for violation in cell.invariant_violations]
+    lines += [f"    {line}" for line in cell.analysis]
+    if cell.past and cell.past.status != "new":
+        lines.append(f"    own fingerprint: {cell.past.summary}")
     if cell.oracle and cell.golden_oracle:
         lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
                      f"the golden {_distance(cell.golden_oracle)}")
@@ -106,6 +123,16 @@ def _statistics_lines(statistics: ErrorStatistics) -> list[str]:
     ]
     lines += [f"{indent}  {element.index}: {element.expected!r} -> {element.actual!r}, "
               f"{element.abs_error:.2e}, {element.ulps}" for element in statistics.worst]
+    return lines
+
+
+def _moved(report: RunReport) -> list[str]:
+    """Cells whose backend moved since the golden was recorded, though the verdict may still pass."""
+    moved = [cell for cell in report.cells if cell.past and cell.past.status == "moved" and not cell.verdict.failing]
+    if not moved:
+        return []
+    lines = ["", f"Moved since the goldens were recorded, still within tolerance ({len(moved)}):"]
+    lines += [f"  {cell.config_id} x {cell.backend}: {cell.past.summary}" for cell in moved if cell.past]
     return lines
 
 

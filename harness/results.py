@@ -18,6 +18,7 @@ class Verdict(enum.Enum):
     CLOSE = "close"
     DRIFT = "DRIFT"
     SHAPE = "SHAPE"
+    INVARIANT = "INVARIANT"  # outputs break what the PyTorch documentation guarantees
     NONDETERMINISTIC = "NONDETERMINISTIC"
     ERROR = "ERROR"
     UNSUPPORTED = "unsupported"
@@ -26,7 +27,7 @@ class Verdict(enum.Enum):
 
     @property
     def failing(self) -> bool:
-        return self in (Verdict.DRIFT, Verdict.SHAPE, Verdict.NONDETERMINISTIC, Verdict.ERROR)
+        return self in (Verdict.DRIFT, Verdict.SHAPE, Verdict.INVARIANT, Verdict.NONDETERMINISTIC, Verdict.ERROR)
 
 
 class Cause(enum.Enum):
@@ -35,6 +36,16 @@ class Cause(enum.Enum):
     INPUTS = "inputs changed"
     WEIGHTS = "weights changed"
     COMPUTE = "compute changed (same inputs and weights)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PastComparison:
+    """A backend against its own fingerprint recorded with the golden (informational)."""
+
+    status: str  # "unchanged", "moved" or "new"
+    summary: str
+    max_ulps: int = 0
+    max_abs: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +62,10 @@ class CellResult:
     cause: Cause | None = None
     oracle: OracleDistance | None = None  # this backend's distance to the float64 oracle
     golden_oracle: OracleDistance | None = None  # the golden's distance to the same oracle
+    invariant_violations: tuple[str, ...] = ()
+    argmax_changed: int | None = None  # positions whose argmax over output features moved
+    analysis: tuple[str, ...] = ()  # RNN-aware explanation of a DRIFT
+    past: PastComparison | None = None
     notes: tuple[str, ...] = ()
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0

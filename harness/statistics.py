@@ -47,7 +47,7 @@ def error_statistics(
     expected: np.ndarray, actual: np.ndarray, abs_error: np.ndarray, rel_error: np.ndarray, ulps: np.ndarray
 ) -> ErrorStatistics:
     """Statistics of precomputed elementwise errors (all arrays of one shape)."""
-    order = np.argsort(abs_error, axis=None, kind="stable")[::-1][:WORST_COUNT]
+    order = np.argsort(-abs_error, axis=None, kind="stable")[:WORST_COUNT]  # ties: first index first
     worst = tuple(
         WorstElement(
             index=tuple(int(i) for i in np.unravel_index(int(flat), abs_error.shape)),

@@ -6,7 +6,7 @@ Backends are imported only when asked for, so ``harness list`` never imports tor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from harness.backends.base import Backend
@@ -55,13 +55,22 @@ BUILTIN_BACKENDS: dict[str, Callable[[], Backend]] = {
 REFERENCE_BACKEND = "eager"
 
 
+def register_backend(name: str, factory: Callable[[], Backend]) -> None:
+    """Add a backend in-process (tests, notebooks); packages use the entry-point group instead."""
+    BUILTIN_BACKENDS[name] = factory
+
+
+def unregister_backend(name: str) -> None:
+    BUILTIN_BACKENDS.pop(name, None)
+
+
 def backend_names() -> list[str]:
     """Every known backend name: built-ins first, then entry points, in a stable order."""
     plugged = sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
     return list(BUILTIN_BACKENDS) + [name for name in plugged if name not in BUILTIN_BACKENDS]
 
 
-def expand_backend_names(names: list[str] | tuple[str, ...]) -> list[str]:
+def expand_backend_names(names: Sequence[str]) -> list[str]:
     """Exact names stay; a family name (``onnxruntime``, ``torchscript``) means its CPU variants."""
     known = backend_names()
     expanded: list[str] = []

@@ -1,0 +1,151 @@
+"""Judging one cell: outputs in, a CellResult out. Pure apart from the oracle variants it evaluates."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.case import tensor_axes
+from harness.compare import TensorComparison, TensorStatus, compare_outputs, oracle_distance, ulp_distance
+from harness.config import RnnConfig
+from harness.golden import Golden
+from harness.hashing import arrays_sha256
+from harness.layout import diagnose_layout
+from harness.oracle import Variant
+from harness.results import Cause, CellResult, PastComparison, Verdict
+from harness.rnn_checks import (
+    argmax_changes,
+    check_invariants,
+    growth_line,
+    named_pitfall,
+    state_error_line,
+    step_errors,
+)
+from harness.tolerance import BITWISE, Tolerance
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """What running one prepared backend produced: two runs, upstream notes, timings."""
+
+    first: Outputs
+    second: Outputs
+    notes: tuple[str, ...]
+    prepare_seconds: float
+    run_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFacts:
+    """What this run knows about the case, independent of the backend."""
+
+    config: RnnConfig
+    inputs_sha256: str
+    weights_sha256: str
+    oracle: Outputs
+    variant_oracle: Callable[[Variant], Outputs]
+
+
+def judge_cell(
+    facts: CaseFacts, backend: str, golden: Golden, execution: Execution, tolerance: Tolerance
+) -> CellResult:
+    config, first = facts.config, execution.first
+    tensors = diagnose(compare_outputs(golden.tensors, first, tolerance), golden.tensors, first, config)
+    repeat = compare_outputs(first, execution.second, BITWISE)
+    violations = check_invariants(config, first)
+    verdict = verdict_of(tensors, repeat, violations)
+    return CellResult(
+        config_id=config.id, backend=backend, verdict=verdict, tolerance=tolerance, tensors=tensors,
+        repeat=repeat if any(not t.passed for t in repeat) else (),
+        cause=attribute(facts, golden) if verdict is Verdict.DRIFT else None,
+        oracle=oracle_distance(first, facts.oracle),
+        golden_oracle=oracle_distance(golden.tensors, facts.oracle),
+        invariant_violations=violations,
+        argmax_changed=_argmax_changed(config, golden.tensors, first),
+        analysis=analysis_lines(facts, golden.tensors, first) if verdict is Verdict.DRIFT else (),
+        past=compare_with_past(backend, golden, first),
+        notes=execution.notes, prepare_seconds=execution.prepare_seconds, run_seconds=execution.run_seconds,
+    )
+
+
+def diagnose(
+    tensors: tuple[TensorComparison, ...], expected: Outputs, actual: Outputs, config: RnnConfig
+) -> tuple[TensorComparison, ...]:
+    """Attach a layout diagnosis to every SHAPE tensor."""
+    axes = tensor_axes(config)
+    return tuple(
+        dataclasses.replace(tensor, diagnosis=diagnose_layout(
+            tensor.name, expected[tensor.name], actual[tensor.name], axes.get(tensor.name, ())) or "")
+        if tensor.status is TensorStatus.SHAPE else tensor
+        for tensor in tensors
+    )
+
+
+def verdict_of(
+    tensors: Sequence[TensorComparison], repeat: Sequence[TensorComparison], violations: Sequence[str]
+) -> Verdict:
+    if any(t.layout_problem for t in tensors):
+        return Verdict.SHAPE
+    if any(not t.passed for t in repeat):  # before invariants: noise breaks those too
+        return Verdict.NONDETERMINISTIC
+    if violations:
+        return Verdict.INVARIANT
+    if any(t.status is TensorStatus.DRIFT for t in tensors):
+        return Verdict.DRIFT
+    if all(t.status is TensorStatus.IDENTICAL for t in tensors):
+        return Verdict.IDENTICAL
+    return Verdict.CLOSE
+
+
+def attribute(facts: CaseFacts, golden: Golden) -> Cause:
+    """The first link that differs from the golden's record: inputs, then weights, then compute."""
+    if facts.inputs_sha256 != golden.inputs_sha256:
+        return Cause.INPUTS
+    if facts.weights_sha256 != golden.weights_sha256:
+        return Cause.WEIGHTS
+    return Cause.COMPUTE
+
+
+def analysis_lines(facts: CaseFacts, expected: Outputs, actual: Outputs) -> tuple[str, ...]:
+    """For DRIFT: error along the sequence, per layer/direction, and any named exporter pitfall."""
+    config, lines = facts.config, []
+    if _same_shape(expected, actual, "output"):
+        lines.append(growth_line(step_errors(config, expected["output"], actual["output"])))
+    for name in ("h_n", "c_n"):
+        if _same_shape(expected, actual, name):
+            lines.append(state_error_line(config, name, expected[name], actual[name]))
+    pitfall = named_pitfall(config, actual, facts.variant_oracle)
+    if pitfall:
+        lines.append(pitfall)
+    return tuple(lines)
+
+
+def compare_with_past(backend: str, golden: Golden, actual: Outputs) -> PastComparison:
+    """This backend against its own fingerprint in the golden: unchanged, moved, or not recorded."""
+    fingerprint = golden.backend_fingerprints.get(backend)
+    if not fingerprint or fingerprint.get("status") != "ok":
+        return PastComparison(status="new", summary="no fingerprint of this backend in the golden")
+    if arrays_sha256(actual) == fingerprint["sha256"]:
+        return PastComparison(status="unchanged", summary="bitwise unchanged since the golden was recorded")
+    past = golden.backend_tensors.get(backend, golden.tensors)
+    if any(not _same_shape(past, actual, name) for name in past):
+        return PastComparison(status="moved", summary="moved: shapes changed since the golden was recorded")
+    ulps = max(int(ulp_distance(past[name], actual[name]).max(initial=0)) for name in past)
+    max_abs = max(float(np.abs(actual[name].astype(np.float64) - past[name]).max(initial=0.0)) for name in past)
+    return PastComparison(status="moved", max_ulps=ulps, max_abs=max_abs,
+                          summary=f"moved by {ulps} ulps (max abs {max_abs:.1e}) since the golden was recorded")
+
+
+def _argmax_changed(config: RnnConfig, expected: Outputs, actual: Outputs) -> int | None:
+    return argmax_changes(config, expected["output"], actual["output"]) if _same_shape(
+        expected, actual, "output") else None
+
+
+def _same_shape(expected: Outputs, actual: Outputs, name: str) -> bool:
+    return (name in expected and name in actual and expected[name].shape == actual[name].shape
+            and expected[name].dtype == actual[name].dtype)

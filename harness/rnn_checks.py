@@ -1,0 +1,104 @@
+"""RNN-aware checks: error along the sequence, per layer and direction, the invariants every
+backend's outputs must satisfy, the argmax a downstream head would read, and named exporter
+pitfalls tested against oracle variants. Pure NumPy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.config import RnnConfig
+from harness.oracle import Variant
+
+GROWTH_FACTOR = 10.0  # last-quarter error this many times the first quarter's: a recurrence bug
+PITFALL_MATCH = 1e-5
+NAMED_PITFALLS: dict[str, tuple[str, Variant]] = {
+    "gru": ("GRU linear_before_reset (the exporter computed linear_before_reset=0; PyTorch issue 189225)",
+            Variant(gru_linear_before_reset=False)),
+    "lstm": ("LSTM gate order (PyTorch i,f,g,o weights read as ONNX i,o,f,c without reordering)",
+             Variant(lstm_gate_blocks=(0, 2, 3, 1))),
+}
+
+
+def step_errors(config: RnnConfig, expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Max |error| at each time step of `output`."""
+    error = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    by_step = error.transpose(1, 0, 2) if config.batch_first else error
+    return np.asarray(by_step.reshape(by_step.shape[0], -1).max(axis=1))
+
+
+def growth_line(errors: np.ndarray) -> str:
+    """Whether error grows along the sequence (a recurrence bug) or stays flat (rounding)."""
+    if errors.size < 4:
+        return f"error by time step: {', '.join(f'{e:.1e}' for e in errors)}"
+    quarter = max(1, errors.size // 4)
+    first, last = float(errors[:quarter].mean()), float(errors[-quarter:].mean())
+    shape = (f"grows along the sequence (x{last / first:.0f}): the signature of a recurrence bug"
+             if (first > 0 and last > GROWTH_FACTOR * first) or first == 0 < last
+             else "does not grow along the sequence: rounding-like")
+    return (f"error by time step: first quarter mean {first:.1e}, last quarter mean {last:.1e}, "
+            f"max {errors.max():.1e} at step {int(errors.argmax())}; {shape}")
+
+
+def state_error_line(config: RnnConfig, name: str, expected: np.ndarray, actual: np.ndarray) -> str:
+    """Max |error| of h_n / c_n per layer and direction."""
+    error = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    parts = []
+    for index in range(error.shape[0]):
+        layer, direction = divmod(index, config.num_directions)
+        label = f"layer {layer}" + (" reverse" if direction else "")
+        parts.append(f"{label} {error[index].max():.1e}")
+    return f"{name} error by layer/direction: {', '.join(parts)}"
+
+
+def check_invariants(config: RnnConfig, outputs: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """Violations of what the PyTorch documentation guarantees, checked without any golden."""
+    shapes = expected_shapes(config)
+    problems = [f"{name} has shape {outputs[name].shape if name in outputs else 'none'}, "
+                f"the documentation says {shape}"
+                for name, shape in shapes.items() if name not in outputs or outputs[name].shape != shape]
+    if problems:
+        return tuple(problems)
+    output = outputs["output"].transpose(1, 0, 2) if config.batch_first else outputs["output"]
+    features = config.output_features
+    last_layer = outputs["h_n"][-config.num_directions:]
+    forward = np.abs(output[-1, :, :features] - last_layer[0]).max()
+    if forward > 0:
+        problems.append(f"output[last step] (forward) != h_n[last layer] (max diff {forward:.1e})")
+    if config.bidirectional:
+        reverse = np.abs(output[0, :, features:] - last_layer[1]).max()
+        if reverse > 0:
+            problems.append(f"output[first step] (reverse) != h_n[last layer, reverse] (max diff {reverse:.1e})")
+    return tuple(problems)
+
+
+def expected_shapes(config: RnnConfig) -> dict[str, tuple[int, ...]]:
+    seq, batch = config.seq_len, config.batch
+    output = (batch, seq) if config.batch_first else (seq, batch)
+    layers = config.num_layers * config.num_directions
+    shapes: dict[str, tuple[int, ...]] = {"output": (*output, config.num_directions * config.output_features),
+              "h_n": (layers, batch, config.output_features)}
+    if config.cell == "lstm":
+        shapes["c_n"] = (layers, batch, config.hidden_size)
+    return shapes
+
+
+def argmax_changes(config: RnnConfig, expected: np.ndarray, actual: np.ndarray) -> int:
+    """Positions (step, batch) where the argmax over output features differs."""
+    del config  # the feature axis is last in every layout
+    return int(np.count_nonzero(expected.argmax(axis=-1) != actual.argmax(axis=-1)))
+
+
+def named_pitfall(
+    config: RnnConfig, actual: dict[str, np.ndarray], variant_oracle: Callable[[Variant], dict[str, np.ndarray]]
+) -> str | None:
+    """The named exporter pitfall whose oracle variant reproduces the actual outputs, if any."""
+    if config.cell not in NAMED_PITFALLS:
+        return None
+    name, variant = NAMED_PITFALLS[config.cell]
+    expected = variant_oracle(variant)
+    comparable = [key for key in expected if key in actual and actual[key].shape == expected[key].shape]
+    if comparable and all(np.abs(actual[key] - expected[key]).max() <= PITFALL_MATCH for key in comparable):
+        return f"known exporter pitfall: {name}: the result matches that variant of the oracle within {PITFALL_MATCH}"
+    return None

@@ -1,0 +1,83 @@
+"""Test doubles: backends that misbehave on purpose, each in one known way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.backends import register_backend, unregister_backend
+from harness.backends.base import Availability
+from harness.backends.eager import EagerBackend
+from harness.case import Case
+from harness.config import RnnConfig
+from harness.oracle import Variant, oracle_outputs
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass
+class EditedModel:
+    inner: object
+    edit: Callable[[Outputs], Outputs]
+
+    def run(self, inputs: Outputs) -> Outputs:
+        return self.edit(self.inner.run(inputs))  # type: ignore[attr-defined]
+
+
+class EditingBackend:
+    """Eager CPU with its outputs edited by a function: a kernel that changed in a known way."""
+
+    device = "cpu"
+
+    def __init__(self, name: str, edit: Callable[[Case, Outputs], Outputs]) -> None:
+        self.name, self.description, self.edit = name, f"test double {name}", edit
+
+    def availability(self) -> Availability:
+        return Availability(available=True)
+
+    def known_limitation(self, config: RnnConfig) -> str | None:
+        return None
+
+    def is_slow(self, config: RnnConfig) -> bool:
+        return False
+
+    def prepare(self, case: Case) -> EditedModel:
+        return EditedModel(EagerBackend().prepare(case), lambda outputs: self.edit(case, outputs))
+
+
+def add_offset(case: Case, outputs: Outputs) -> Outputs:
+    return {name: array + array.dtype.type(1e-3) for name, array in outputs.items()}
+
+
+def add_noise(case: Case, outputs: Outputs) -> Outputs:
+    noise = np.random.default_rng()  # unseeded on purpose: a nondeterministic kernel
+    return {name: array + noise.standard_normal(array.shape).astype(array.dtype) * 1e-6
+            for name, array in outputs.items()}
+
+
+def break_final_state(case: Case, outputs: Outputs) -> Outputs:
+    return {**outputs, "h_n": outputs["h_n"] * outputs["h_n"].dtype.type(0.5)}
+
+
+def gru_without_linear_before_reset(case: Case, outputs: Outputs) -> Outputs:
+    weights = {name: tensor.detach().numpy() for name, tensor in case.module.state_dict().items()}
+    variant = oracle_outputs(case.config, weights, case.inputs, Variant(gru_linear_before_reset=False))
+    return {name: variant[name].astype(outputs[name].dtype) for name in outputs}
+
+
+DOUBLES = {"test-offset": add_offset, "test-noisy": add_noise, "test-broken-state": break_final_state,
+           "test-gru-lbr0": gru_without_linear_before_reset}
+
+
+@contextmanager
+def registered_doubles() -> Iterator[None]:
+    for name, edit in DOUBLES.items():
+        register_backend(name, lambda name=name, edit=edit: EditingBackend(name, edit))  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        for name in DOUBLES:
+            unregister_backend(name)
