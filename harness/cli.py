@@ -7,13 +7,17 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import __version__
 from harness.config import RnnConfig
-from harness.errors import EXIT_OK, HarnessError
+from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
 from harness.golden import GoldenStore
 from harness.suite import Suite, load_suite
 from harness.tolerance import BITWISE, Tolerance, TolerancePolicy
+
+if TYPE_CHECKING:
+    from harness.probes import ProbeResult
 
 DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
 CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cuda")
@@ -50,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite_option(check)
     _add_run_options(check)
 
+    probe = commands.add_parser("probe", help="determinism probes for every config x backend (no goldens needed)")
+    _add_suite_option(probe)
+    probe.add_argument("--config", action="append", metavar="ID", help="only this config (repeatable)")
+    probe.add_argument("--backend", action="append", metavar="NAME", help="only this backend or family (repeatable)")
+    probe.add_argument("--all", action="store_true", help="include cells tagged slow")
+    _add_probe_options(probe)
+    probe.add_argument("--json", type=Path, metavar="PATH", help="also write the probe results as JSON")
+    _add_threads_option(probe)
+
     record = commands.add_parser("record", help="write goldens (eager CPU) for configs that have none")
     _add_suite_option(record)
     _add_golden_option(record)
@@ -83,7 +96,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atol", type=float, help="absolute tolerance for every cell (needs --rtol)")
     parser.add_argument("--rtol", type=float, help="relative tolerance for every cell (needs --atol)")
     parser.add_argument("--bitwise", action="store_true", help="demand bitwise equality in every cell")
+    parser.add_argument("--probes", action="store_true", help="also run the determinism probes (see `probe`)")
+    _add_probe_options(parser)
     _add_threads_option(parser)
+
+
+def _add_probe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=5, metavar="N",
+                        help="runs in one process for the repeat probe (default: 5)")
+    parser.add_argument("--no-fresh-process", action="store_true",
+                        help="skip the probe that reruns everything in two new interpreters")
+    parser.add_argument("--strict-settings", action="store_true",
+                        help="fail when a pinned setting (threads, ORT optimisation, deterministic mode) changes bits")
 
 
 def _add_suite_option(parser: argparse.ArgumentParser) -> None:
@@ -147,12 +171,52 @@ def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
     )
     suite = _suite(args)
     store = GoldenStore(default_golden_dir()) if live_reference else _store(args)
-    report = run_suite(suite.select(args.config), store, options, suite_source=suite.source)
+    configs = suite.select(args.config)
+    report = run_suite(configs, store, options, suite_source=suite.source)
     print("\n".join(report_lines(report)))
+    probes = _run_probes(args, configs) if args.probes else ()
     if args.json:
-        write_json(report, args.json)
+        write_json(report, args.json, probes=probes)
         print(f"JSON report written to {args.json}")
-    return report.exit_code
+    return max(report.exit_code, EXIT_DRIFT if any(probe.failing for probe in probes) else EXIT_OK)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from harness.probe_report import SCHEMA, probe_documents
+
+    configs = _suite(args).select(args.config)
+    results = _run_probes(args, configs)
+    if args.json:
+        document = {"schema": SCHEMA, "probes": probe_documents(results)}
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"JSON probe results written to {args.json}")
+    return EXIT_DRIFT if any(result.failing for result in results) else EXIT_OK
+
+
+def _run_probes(args: argparse.Namespace, configs: tuple[RnnConfig, ...]) -> tuple[ProbeResult, ...]:
+    from harness.probe_report import probe_lines
+    from harness.probes import ProbeOptions, run_probes
+
+    if args.repeats < 1:
+        raise HarnessError(f"--repeats must be at least 1, got {args.repeats}")
+    backends = tuple(args.backend or _default_backends())
+    _, unavailable = _resolve(backends)
+    if args.backend and unavailable:
+        name, reason = next(iter(unavailable.items()))
+        raise HarnessError(f"backend {name} is unavailable here: {reason}")
+    options = ProbeOptions(backends=backends, repeats=args.repeats, threads=_threads(args),
+                           fresh_process=not args.no_fresh_process, include_slow=args.all,
+                           strict_settings=args.strict_settings)
+    results = run_probes(configs, options, args.suite)
+    print("\n".join(["", *probe_lines(results)]))
+    return results
+
+
+def _resolve(names: tuple[str, ...]) -> tuple[object, dict[str, str]]:
+    from harness.backends import expand_backend_names
+    from harness.engine import resolve_backends
+
+    return resolve_backends(expand_backend_names(names))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -245,8 +309,8 @@ def _threads(args: argparse.Namespace) -> int:
     return int(args.threads)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "check": cmd_check, "record": cmd_record, "show": cmd_show,
-            "env": cmd_env}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
+            "show": cmd_show, "env": cmd_env}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,6 +25,8 @@ from typing import Any
 
 from harness import __version__
 from harness.compare import OracleDistance, TensorComparison
+from harness.probe_report import probe_documents
+from harness.probes import ProbeResult
 from harness.results import CellResult, RunReport, Verdict
 
 SCHEMA = "harness.report/1"
@@ -105,5 +107,9 @@ def _finite(value: float | None) -> float | str | None:
     return str(value)
 
 
-def write_json(report: RunReport, path: Path) -> None:
-    path.write_text(json.dumps(report_document(report), indent=2) + "\n", encoding="utf-8")
+def write_json(report: RunReport, path: Path, probes: tuple[ProbeResult, ...] = ()) -> None:
+    """The report document, plus the probe results under "probes" when probes ran."""
+    document = report_document(report)
+    if probes:
+        document["probes"] = json_safe(probe_documents(probes))
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -31,6 +31,7 @@ class EditingBackend:
     """Eager CPU with its outputs edited by a function: a kernel that changed in a known way."""
 
     device = "cpu"
+    uses_torch_kernels = True
 
     def __init__(self, name: str, edit: Callable[[Case, Outputs], Outputs]) -> None:
         self.name, self.description, self.edit = name, f"test double {name}", edit

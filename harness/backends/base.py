@@ -32,6 +32,7 @@ class Backend(Protocol):
     name: str
     device: str
     description: str
+    uses_torch_kernels: bool  # torch's global settings (threads, deterministic mode) apply to it
 
     def availability(self) -> Availability:
         """Cheap check whether this backend can run here (packages, devices)."""
@@ -44,3 +45,10 @@ class Backend(Protocol):
 
     def prepare(self, case: Case) -> PreparedModel:
         """Export / compile / load the case's module; raises on failure."""
+
+
+class ProbedBackend(Backend, Protocol):
+    """A backend with settings of its own that must not change bits (probed by `harness probe`)."""
+
+    def probe_pairs(self, case: Case) -> dict[str, tuple[PreparedModel, PreparedModel]]:
+        """Probe name -> (model with the pinned settings, model with the other setting)."""

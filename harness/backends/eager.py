@@ -50,6 +50,8 @@ def cuda_availability() -> Availability:
 class EagerBackend:
     """The module exactly as built, called eagerly: the golden reference on CPU."""
 
+    uses_torch_kernels = True
+
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self.name = "eager" if device == "cpu" else f"eager-{device}"

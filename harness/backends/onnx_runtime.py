@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +40,8 @@ class OrtModel:
 
 class OnnxRuntimeBackend:
     """torch.onnx.export (dynamo=False or True) followed by an onnxruntime InferenceSession."""
+
+    uses_torch_kernels = False
 
     def __init__(self, exporter: Exporter, device: str = "cpu") -> None:
         self.exporter = exporter
@@ -78,12 +81,24 @@ class OnnxRuntimeBackend:
         return self.exporter == "dynamo" and config.cell.startswith("rnn") and steps > SLOW_UNROLLED_STEPS
 
     def prepare(self, case: Case) -> OrtModel:
+        return self._session(self._export(case), case, threads=1, optimize=True)
+
+    def probe_pairs(self, case: Case) -> dict[str, tuple[OrtModel, OrtModel]]:
+        """Session settings that should not change bits, each as (pinned, other): one export for all."""
+        model_bytes = self._export(case)
+        pinned = self._session(model_bytes, case, threads=1, optimize=True)
+        return {
+            "ort-threads": (pinned, self._session(model_bytes, case, threads=os.cpu_count() or 1, optimize=True)),
+            "ort-optimization": (pinned, self._session(model_bytes, case, threads=1, optimize=False)),
+        }
+
+    def _session(self, model_bytes: bytes, case: Case, *, threads: int, optimize: bool) -> OrtModel:
         import onnxruntime
 
-        model_bytes = self._export(case)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        level = onnxruntime.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
         options.log_severity_level = 4  # errors reach us as exceptions; keep stderr clean
         provider = _PROVIDER[self.device]
         session = onnxruntime.InferenceSession(model_bytes, options, providers=[provider])

@@ -23,6 +23,7 @@ class TorchScriptBackend:
     """
 
     device = "cpu"
+    uses_torch_kernels = True
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode

@@ -1,0 +1,49 @@
+"""Reports of determinism probes: a probe x (config, backend) table, failures, JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from harness.probes import PROBES, ProbeResult
+
+SCHEMA = "harness.probes/1"
+
+
+def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for result in results:
+        rows.setdefault((result.config_id, result.backend), {})[result.probe] = result.verdict
+    header = ["config", "backend", *PROBES]
+    table = [[config_id, backend, *(verdicts.get(probe, "") for probe in PROBES)]
+             for (config_id, backend), verdicts in rows.items()]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    lines = ["Determinism probes (each must be bitwise; n/a = the setting does not reach that backend):", ""]
+    lines += ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
+              for row in [header, *table]]
+    failures = [result for result in results if result.failing]
+    if failures:
+        lines += ["", "Probe failures:"]
+        lines += [f"  {r.config_id} x {r.backend}: probe {r.probe}: {r.verdict}: {r.detail}" for r in failures]
+    differs = [result for result in results if result.verdict == "differs" and not result.failing]
+    if differs:
+        lines += ["", "Settings that change bits (the harness pins them: torch threads, ORT threads and "
+                      "ORT_ENABLE_ALL; --strict-settings makes these fail):"]
+        lines += [f"  {r.config_id} x {r.backend}: {r.detail}" for r in differs]
+    unsupported = {(r.config_id, r.backend): r.detail for r in results if r.verdict == "unsupported"}
+    if unsupported:
+        lines += ["", "Not probed (known limitations):"]
+        lines += [f"  {config_id} x {backend}: {detail}" for (config_id, backend), detail in unsupported.items()]
+    lines += ["", probe_summary(results)]
+    return lines
+
+
+def probe_summary(results: tuple[ProbeResult, ...]) -> str:
+    counts = Counter(result.verdict for result in results)
+    status = "FAILED" if any(result.failing for result in results) else "OK"
+    return f"{status}: {len(results)} probes: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+
+
+def probe_documents(results: tuple[ProbeResult, ...]) -> list[dict[str, Any]]:
+    return [{**dataclasses.asdict(result), "failing": result.failing} for result in results]

@@ -1,0 +1,240 @@
+"""Determinism probes: is each config x backend bitwise reproducible under the settings that may
+change bits? Every probe restores what it changes; the fresh-process probe runs in parallel with
+the in-process ones."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.backends import expand_backend_names, get_backend
+from harness.backends.base import Backend, PreparedModel
+from harness.backends.capture import captured_upstream_messages, first_line
+from harness.case import Case, build_case, build_module, weights_sha256
+from harness.compare import compare_outputs
+from harness.config import RnnConfig
+from harness.engine import pinned_threads
+from harness.hashing import arrays_sha256
+from harness.tolerance import BITWISE
+
+PROBES = ("repeat", "fresh-process", "seed", "torch-threads", "deterministic", "ort-threads", "ort-optimization")
+# Probes of settings the harness pins (threads, ORT optimisation) or may toggle (deterministic mode): a
+# difference there says the setting matters, so goldens hold only with it pinned; it is "differs",
+# and fails the run only under --strict-settings. A difference in the other probes is nondeterminism: FAIL.
+SETTING_PROBES = frozenset({"torch-threads", "deterministic", "ort-threads", "ort-optimization"})
+MODEL_ROW = "(model)"  # the seed probe is about building the model, not about a backend
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeResult:
+    config_id: str
+    backend: str
+    probe: str
+    verdict: str  # "pass", "FAIL", "differs" (a setting probe), "n/a", "unsupported" or "error"
+    detail: str = ""
+    max_abs: float = 0.0
+    strict: bool = False  # --strict-settings: "differs" fails too
+
+    @property
+    def failing(self) -> bool:
+        return self.verdict in ("FAIL", "error") or (self.strict and self.verdict == "differs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeOptions:
+    backends: tuple[str, ...]
+    repeats: int = 5
+    threads: int = 1
+    fresh_process: bool = True
+    include_slow: bool = False
+    strict_settings: bool = False
+
+
+def run_probes(
+    configs: Sequence[RnnConfig], options: ProbeOptions, suite_path: Path | None,
+    on_result: Callable[[ProbeResult], None] | None = None,
+) -> tuple[ProbeResult, ...]:
+    """Every probe for every config x backend; the fresh processes work while this one probes."""
+    names = expand_backend_names(options.backends)
+    backends = [backend for backend in map(get_backend, names) if backend.availability().available]
+    workers = _start_workers(configs, names, options, suite_path) if options.fresh_process else []
+    results: list[ProbeResult] = []
+    in_process_sha: dict[tuple[str, str], str] = {}
+    with pinned_threads(options.threads):
+        for config in configs:
+            results.append(_seed_probe(config))
+            case = build_case(config)
+            for backend in backends:
+                if backend.is_slow(config) and not options.include_slow:
+                    continue
+                cell_results, sha = _probe_cell(case, backend, options)
+                cell_results = [dataclasses.replace(r, strict=options.strict_settings) for r in cell_results]
+                in_process_sha[(config.id, backend.name)] = sha
+                results += cell_results
+    if workers:
+        results += _fresh_process_results(workers, in_process_sha)
+    else:
+        results += [_maker(config_id, backend)("fresh-process", "skipped", "--no-fresh-process")
+                    for (config_id, backend), sha in in_process_sha.items() if sha]
+    for result in results:
+        if on_result:
+            on_result(result)
+    return tuple(results)
+
+
+def _probe_cell(case: Case, backend: Backend, options: ProbeOptions) -> tuple[list[ProbeResult], str]:
+    make = _maker(case.config.id, backend.name)
+    try:
+        with captured_upstream_messages():
+            model = backend.prepare(case)
+            reference = model.run(case.inputs)
+            probes = [make("repeat", *_same_bits(reference, [model.run(case.inputs) for _ in range(options.repeats)],
+                                                  f"{options.repeats} runs in one process"))]
+            probes += _torch_probes(make, backend, model, case, reference)
+            probes += _backend_probes(make, backend, case)
+    except Exception as error:  # a backend that fails to run has nothing to probe
+        limitation = backend.known_limitation(case.config)
+        verdict, reason = ("unsupported", limitation) if limitation else ("error", first_line(error))
+        return [make(probe, verdict, reason) for probe in PROBES if probe != "seed"], ""
+    return probes, arrays_sha256(reference)
+
+
+def _torch_probes(make: Callable[..., ProbeResult], backend: Backend, model: PreparedModel, case: Case,
+                  reference: Outputs) -> list[ProbeResult]:
+    if not backend.uses_torch_kernels:
+        return [make(probe, "n/a", "torch settings do not reach this backend")
+                for probe in ("torch-threads", "deterministic")]
+    cores = os.cpu_count() or 1
+    with pinned_threads(cores):
+        threaded = model.run(case.inputs)
+    with _deterministic_algorithms():
+        deterministic = model.run(case.inputs)
+    return [make("torch-threads", *_same_bits(reference, [threaded], f"torch threads 1 vs {cores}")),
+            make("deterministic", *_same_bits(reference, [deterministic],
+                                               "torch.use_deterministic_algorithms(True) vs default"))]
+
+
+def _backend_probes(make: Callable[..., ProbeResult], backend: Backend, case: Case) -> list[ProbeResult]:
+    pairs_of = getattr(backend, "probe_pairs", None)
+    pairs = pairs_of(case) if pairs_of else {}
+    results = []
+    for probe in ("ort-threads", "ort-optimization"):
+        if probe not in pairs:
+            results.append(make(probe, "n/a", "not an ONNX Runtime backend"))
+            continue
+        pinned, other = pairs[probe]
+        results.append(make(probe, *_same_bits(pinned.run(case.inputs), [other.run(case.inputs)], _PAIR_TEXT[probe])))
+    return results
+
+
+_PAIR_TEXT = {"ort-threads": f"ORT intra_op_num_threads 1 vs {os.cpu_count() or 1}",
+              "ort-optimization": "ORT graph optimisation ORT_ENABLE_ALL vs ORT_DISABLE_ALL"}
+
+
+def _seed_probe(config: RnnConfig) -> ProbeResult:
+    """The same seed gives the same weights; another seed gives other weights."""
+    make = _maker(config.id, MODEL_ROW)
+    with captured_upstream_messages():
+        first, again = weights_sha256(build_module(config)), weights_sha256(build_module(config))
+        other = weights_sha256(build_module(dataclasses.replace(config, seed=config.seed + 1)))
+    if first != again:
+        return make("seed", "FAIL", f"seed {config.seed} built twice gave different weights")
+    if first == other:
+        return make("seed", "FAIL",
+                    f"seeds {config.seed} and {config.seed + 1} gave the same weights: the seed is ignored")
+    return make("seed", "pass", f"seed {config.seed} twice: same weights; seed {config.seed + 1}: different")
+
+
+def _same_bits(reference: Outputs, others: list[Outputs], what: str) -> tuple[str, str, float]:
+    worst = 0.0
+    for other in others:
+        comparisons = compare_outputs(reference, other, BITWISE)
+        worst = max([worst, *(c.max_abs for c in comparisons)])
+        if any(not c.passed for c in comparisons):
+            return "FAIL", f"{what}: differ by up to {worst:.1e}", worst
+    return "pass", f"{what}: bitwise equal", 0.0
+
+
+def _maker(config_id: str, backend: str) -> Callable[..., ProbeResult]:
+    def make(probe: str, verdict: str, detail: str = "", max_abs: float = 0.0) -> ProbeResult:
+        if verdict == "FAIL" and probe in SETTING_PROBES:
+            verdict = "differs"
+        return ProbeResult(config_id=config_id, backend=backend, probe=probe, verdict=verdict, detail=detail,
+                           max_abs=max_abs)
+
+    return make
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms() -> Iterator[None]:
+    """torch.use_deterministic_algorithms(True) (and CUBLAS_WORKSPACE_CONFIG) for the block only."""
+    import torch
+
+    saved = torch.are_deterministic_algorithms_enabled()
+    saved_workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    saved_cudnn = torch.backends.cudnn.deterministic
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved)
+        torch.backends.cudnn.deterministic = saved_cudnn
+        if saved_workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved_workspace
+
+
+# The fresh-process probe: two new interpreters compute every selected cell and print sha256 lines.
+
+def _start_workers(configs: Sequence[RnnConfig], backends: list[str], options: ProbeOptions,
+                   suite_path: Path | None) -> list[subprocess.Popen[str]]:
+    command = [sys.executable, "-m", "harness.probe_worker", "--threads", str(options.threads)]
+    command += ["--suite", str(suite_path)] if suite_path else []
+    command += [flag for config in configs for flag in ("--config", config.id)]
+    command += [flag for backend in backends for flag in ("--backend", backend)]
+    command += ["--all"] if options.include_slow else []
+    return [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for _ in range(2)]
+
+
+def _fresh_process_results(workers: list[subprocess.Popen[str]],
+                           in_process: dict[tuple[str, str], str]) -> list[ProbeResult]:
+    runs = [_worker_shas(worker) for worker in workers]
+    results = []
+    for (config_id, backend), here in in_process.items():
+        make = _maker(config_id, backend)
+        shas = [run.get((config_id, backend), "") for run in runs]
+        if not here:
+            continue  # the backend did not run here either; its other probes say why
+        if any(sha.startswith("error") or not sha for sha in shas):
+            reason = next((sha for sha in shas if sha.startswith("error")), "not computed in a fresh process")
+            results.append(make("fresh-process", "n/a", reason))
+        elif len({here, *shas}) == 1:
+            results.append(make("fresh-process", "pass", "two new interpreters and this one: same sha256"))
+        else:
+            results.append(make("fresh-process", "FAIL", f"sha256 differ: this process {here[:12]}, "
+                                                         f"new ones {shas[0][:12]} and {shas[1][:12]}"))
+    return results
+
+
+def _worker_shas(worker: subprocess.Popen[str]) -> dict[tuple[str, str], str]:
+    stdout, _ = worker.communicate()
+    shas = {}
+    for line in stdout.splitlines():
+        with contextlib.suppress(json.JSONDecodeError, KeyError):
+            record = json.loads(line)
+            shas[(record["config"], record["backend"])] = record["sha256"]
+    return shas
