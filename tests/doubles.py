@@ -63,14 +63,20 @@ def break_final_state(case: Case, outputs: Outputs) -> Outputs:
     return {**outputs, "h_n": outputs["h_n"] * outputs["h_n"].dtype.type(0.5)}
 
 
-def gru_without_linear_before_reset(case: Case, outputs: Outputs) -> Outputs:
-    weights = {name: tensor.detach().numpy() for name, tensor in case.module.state_dict().items()}
-    variant = oracle_outputs(case.config, weights, case.inputs, Variant(gru_linear_before_reset=False))
-    return {name: variant[name].astype(outputs[name].dtype) for name in outputs}
+def oracle_variant(variant: Variant) -> Callable[[Case, Outputs], Outputs]:
+    """A kernel that computes the given departure from PyTorch's equations."""
+
+    def edit(case: Case, outputs: Outputs) -> Outputs:
+        weights = {name: tensor.detach().numpy() for name, tensor in case.module.state_dict().items()}
+        computed = oracle_outputs(case.config, weights, case.inputs, variant)
+        return {name: computed[name].astype(outputs[name].dtype) for name in outputs}
+
+    return edit
 
 
 DOUBLES = {"test-offset": add_offset, "test-noisy": add_noise, "test-broken-state": break_final_state,
-           "test-gru-lbr0": gru_without_linear_before_reset}
+           "test-gru-lbr0": oracle_variant(Variant(gru_linear_before_reset=False)),
+           "test-lstm-iofc": oracle_variant(Variant(lstm_gate_blocks=(0, 2, 3, 1)))}
 
 
 @contextmanager

@@ -108,11 +108,24 @@ def test_check_validates_backends_without_goldens(cli: Cli, tmp_path: Path) -> N
     assert "identical (?)" in result.out  # no stored fingerprint in a live check
 
 
-def test_gru_linear_before_reset_pitfall_is_named(cli: Cli, golden_copy: Callable[..., Path]) -> None:
-    golden = golden_copy("gru-h8-t20b4-s0")
-    result = run(cli, golden, "test-gru-lbr0", config="gru-h8-t20b4-s0")
+@pytest.mark.parametrize(
+    ("config_id", "backend", "pitfall"),
+    [("gru-h8-t20b4-s0", "test-gru-lbr0", "known exporter pitfall: GRU linear_before_reset"),
+     ("lstm-h8-l2-bi-s0", "test-lstm-iofc", "known exporter pitfall: LSTM gate order")],
+)
+def test_known_exporter_pitfalls_are_named(
+    cli: Cli, golden_copy: Callable[..., Path], config_id: str, backend: str, pitfall: str
+) -> None:
+    golden = golden_copy(config_id)
+    result = run(cli, golden, backend, config=config_id)
     assert result.exit_code == 1
-    assert "known exporter pitfall: GRU linear_before_reset" in result.out
+    assert pitfall in result.out
+
+
+def test_no_pitfall_is_named_for_an_unrelated_drift(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy("gru-h8-t20b4-s0")
+    result = run(cli, golden, "test-offset", config="gru-h8-t20b4-s0")
+    assert result.exit_code == 1 and "known exporter pitfall" not in result.out
 
 
 def test_backend_moved_within_tolerance_is_reported_against_its_own_fingerprint(
