@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +21,7 @@ from harness.tolerance import BITWISE, Tolerance, TolerancePolicy
 
 if TYPE_CHECKING:
     from harness.probes import ProbeResult
+    from harness.results import RunReport
 
 DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
 CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cuda")
@@ -80,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_golden_option(show)
     show.add_argument("--json", action="store_true", help="print JSON (with every tensor value)")
 
+    merge = commands.add_parser("merge", help="combine JSON reports from shards and environments")
+    merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+    merge.add_argument("--json", type=Path, metavar="PATH", help="also write the merged report as JSON")
+    _add_report_file_options(merge)
+
     env = commands.add_parser("env", help="the environment fingerprint stored in goldens and reports")
     env.add_argument("--json", action="store_true", help="print JSON")
     _add_threads_option(env)
@@ -92,13 +101,24 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help=f"only this backend or family (repeatable); default: {', '.join(DEFAULT_BACKENDS)} "
                              f"plus {', '.join(CUDA_BACKENDS)} where CUDA is present")
     parser.add_argument("--all", action="store_true", help="include cells tagged slow")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON (validated)")
+    _add_report_file_options(parser)
+    parser.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML (one case per cell)")
+    parser.add_argument("--shard", metavar="K/N", help="run only shard K of N (deterministic, even, disjoint)")
+    parser.add_argument("--label", default="", help="name of this environment in merged reports")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (there is none off a TTY anyway)")
     parser.add_argument("--atol", type=float, help="absolute tolerance for every cell (needs --rtol)")
     parser.add_argument("--rtol", type=float, help="relative tolerance for every cell (needs --atol)")
     parser.add_argument("--bitwise", action="store_true", help="demand bitwise equality in every cell")
     parser.add_argument("--probes", action="store_true", help="also run the determinism probes (see `probe`)")
     _add_probe_options(parser)
     _add_threads_option(parser)
+
+
+def _add_report_file_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--markdown", type=Path, metavar="PATH",
+                        help="also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY when set)")
+    parser.add_argument("--html", type=Path, metavar="PATH", help="also write a self-contained HTML report")
 
 
 def _add_probe_options(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `harness run | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _suite(args: argparse.Namespace) -> Suite:
@@ -157,9 +180,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
+    from harness.backends import expand_backend_names
     from harness.engine import RunOptions, run_suite
     from harness.report import report_lines
-    from harness.report_json import write_json
+    from harness.shard import parse_shard, select_shard
 
     options = RunOptions(
         backends=tuple(args.backend or _default_backends()),
@@ -172,13 +196,73 @@ def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
     suite = _suite(args)
     store = GoldenStore(default_golden_dir()) if live_reference else _store(args)
     configs = suite.select(args.config)
-    report = run_suite(configs, store, options, suite_source=suite.source)
+    shard = ""
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        configs, shard = select_shard(configs, index, count), f"{index}/{count}"
+    with progress_bar(len(configs) * len(expand_backend_names(options.backends)), quiet=args.quiet) as advance:
+        report = run_suite(configs, store, options, suite_source=suite.source, on_cell=advance)
+    report = dataclasses.replace(report, label=args.label, shard=shard)
     print("\n".join(report_lines(report)))
     probes = _run_probes(args, configs) if args.probes else ()
+    _write_run_files(args, report, probes)
+    return max(report.exit_code, EXIT_DRIFT if any(probe.failing for probe in probes) else EXIT_OK)
+
+
+def _write_run_files(args: argparse.Namespace, report: RunReport, probes: tuple[ProbeResult, ...]) -> None:
+    from harness.report_files import junit_xml, run_markdown, write_markdown
+    from harness.report_html import run_html
+    from harness.report_json import write_json
+
+    written = []
     if args.json:
         write_json(report, args.json, probes=probes)
-        print(f"JSON report written to {args.json}")
-    return max(report.exit_code, EXIT_DRIFT if any(probe.failing for probe in probes) else EXIT_OK)
+        written.append(str(args.json))
+    if args.junit:
+        args.junit.write_bytes(junit_xml(report))
+        written.append(str(args.junit))
+    if args.html:
+        args.html.write_text(run_html(report), encoding="utf-8")
+        written.append(str(args.html))
+    written += write_markdown(run_markdown(report), args.markdown) if args.markdown or _step_summary() else []
+    if written:
+        print(f"written: {', '.join(written)}")
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.merge import merge_lines, merge_reports, merged_document
+    from harness.report_files import merge_markdown, write_markdown
+    from harness.report_html import merge_html
+
+    merged = merge_reports(args.reports)
+    print("\n".join(merge_lines(merged)))
+    written = []
+    if args.json:
+        args.json.write_text(json.dumps(merged_document(merged), indent=2) + "\n", encoding="utf-8")
+        written.append(str(args.json))
+    if args.html:
+        args.html.write_text(merge_html(merged), encoding="utf-8")
+        written.append(str(args.html))
+    written += write_markdown(merge_markdown(merged), args.markdown) if args.markdown or _step_summary() else []
+    if written:
+        print(f"written: {', '.join(written)}")
+    return merged.exit_code
+
+
+def _step_summary() -> bool:
+    return bool(os.environ.get("GITHUB_STEP_SUMMARY"))
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[object], None]]:
+    """A tqdm bar on stderr for interactive runs; a no-op off a TTY or with --quiet."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda _cell: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="cell", file=sys.stderr, leave=False) as bar:
+        yield lambda _cell: bar.update(1)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -310,7 +394,7 @@ def _threads(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
-            "show": cmd_show, "env": cmd_env}
+            "show": cmd_show, "merge": cmd_merge, "env": cmd_env}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -86,16 +86,17 @@ class GoldenStore:
         return self.manifest_path(config_id).exists()
 
     def stored_ids(self) -> list[str]:
-        return sorted(path.stem for path in self.root.glob("*.json"))
+        """Config ids with a suite golden here (user goldens of the rnn_golden fixture excluded)."""
+        return sorted(path.stem for path in self.root.glob("*.json") if _schema_of(path) == SCHEMA)
 
     def load(self, config_id: str) -> Golden:
         """The verified golden of config_id; GoldenError naming the file if missing or corrupt."""
         manifest_path = self.manifest_path(config_id)
         manifest = self._read_manifest(manifest_path)
         tensors_path = self.root / str(manifest["tensors_file"])
-        arrays = _read_tensors(tensors_path)
+        arrays = read_tensors(tensors_path)
         tensors = {name: array for name, array in arrays.items() if BACKEND_SEPARATOR not in name}
-        _verify_tensors(tensors_path, tensors, manifest["tensors"])
+        verify_tensors(tensors_path, tensors, manifest["tensors"])
         fingerprints = manifest.get("backend_fingerprints", {})
         backend_tensors = _backend_tensors(tensors_path, arrays, fingerprints)
         try:
@@ -123,9 +124,9 @@ class GoldenStore:
         arrays = golden.all_arrays()
         tensors_file = f"{golden.config.id}.{arrays_sha256(arrays)[:12]}.npz"
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.root / tensors_file, _npz_bytes(arrays))
+        atomic_write(self.root / tensors_file, npz_bytes(arrays))
         manifest_text = json.dumps(golden.manifest(tensors_file), indent=2) + "\n"
-        _atomic_write(manifest_path, manifest_text.encode())
+        atomic_write(manifest_path, manifest_text.encode())
         if old_tensors_file and old_tensors_file != tensors_file:
             (self.root / old_tensors_file).unlink(missing_ok=True)
         return manifest_path
@@ -154,7 +155,15 @@ class GoldenStore:
         return manifest
 
 
-def _read_tensors(path: Path) -> dict[str, np.ndarray]:
+def _schema_of(path: Path) -> str | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return SCHEMA  # unreadable: still looks like a golden, and loading it says what is wrong
+    return document.get("schema") if isinstance(document, dict) else None
+
+
+def read_tensors(path: Path) -> dict[str, np.ndarray]:
     """Load every array of an .npz without unpickling anything."""
     try:
         with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
@@ -165,7 +174,7 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
         raise GoldenError(f"{path}: corrupt golden tensors file: {error}") from None
 
 
-def _verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[str, Any]) -> None:
+def verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[str, Any]) -> None:
     if set(tensors) != set(expected):
         raise GoldenError(f"{path}: holds tensors {sorted(tensors)}, manifest lists {sorted(expected)}")
     for name, array in tensors.items():
@@ -188,13 +197,13 @@ def _backend_tensors(
     return grouped
 
 
-def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
+def npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **tensors)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as a kwarg
     return buffer.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over path."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

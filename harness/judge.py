@@ -69,6 +69,7 @@ def judge_cell(
         argmax_changed=_argmax_changed(config, golden.tensors, first),
         analysis=analysis_lines(facts, golden.tensors, first) if verdict is Verdict.DRIFT else (),
         past=compare_with_past(backend, golden, first),
+        outputs_sha256=arrays_sha256(first),
         notes=execution.notes, prepare_seconds=execution.prepare_seconds, run_seconds=execution.run_seconds,
     )
 

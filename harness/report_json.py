@@ -18,8 +18,10 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "golden_dir": report.golden_dir,
         "exit_code": report.exit_code,
         "wall_seconds": round(report.wall_seconds, 3),
+        "label": report.label,
+        "shard": report.shard,
         "summary": {
             "cells": len(report.cells),
             "failing": len(report.failures),
@@ -71,6 +75,7 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
         "tolerance": dataclasses.asdict(cell.tolerance) if cell.tolerance else None,
         "max_abs": _finite(cell.max_abs),
         "max_ulps": cell.max_ulps,
+        "outputs_sha256": cell.outputs_sha256,
         "prepare_seconds": round(cell.prepare_seconds, 4),
         "run_seconds": round(cell.run_seconds, 6),
         "notes": list(cell.notes),
@@ -107,9 +112,26 @@ def _finite(value: float | None) -> float | str | None:
     return str(value)
 
 
-def write_json(report: RunReport, path: Path, probes: tuple[ProbeResult, ...] = ()) -> None:
-    """The report document, plus the probe results under "probes" when probes ran."""
+def write_json(report: RunReport, path: Path, probes: tuple[ProbeResult, ...] = ()) -> dict[str, Any]:
+    """Validate and write the report document (plus probe results under "probes"); returns it."""
     document = report_document(report)
     if probes:
         document["probes"] = json_safe(probe_documents(probes))
+    problems = schema_problems(document)
+    if problems:  # the harness wrote something its own schema rejects: a bug, not a user error
+        raise RuntimeError(f"report does not match {SCHEMA}: {problems[0]}")
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return document
+
+
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(resources.files("harness.schemas").joinpath("report.schema.json").read_text("utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_problems(document: Any) -> list[str]:
+    """Every way the document breaks schema harness.report/1, each with its JSON path."""
+    return [f"{error.json_path}: {error.message}" for error in _validator().iter_errors(document)]

@@ -66,6 +66,7 @@ class CellResult:
     argmax_changed: int | None = None  # positions whose argmax over output features moved
     analysis: tuple[str, ...] = ()  # RNN-aware explanation of a DRIFT
     past: PastComparison | None = None
+    outputs_sha256: str = ""  # what this backend computed, to compare environments bitwise (merge)
     notes: tuple[str, ...] = ()
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0
@@ -92,6 +93,8 @@ class RunReport:
     environment: Environment
     environment_changes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # config id -> lines
     wall_seconds: float = 0.0
+    label: str = ""  # names this environment when reports from several machines are merged
+    shard: str = ""  # "K/N" when this run is one shard of the suite
 
     @property
     def failures(self) -> tuple[CellResult, ...]:

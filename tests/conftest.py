@@ -12,6 +12,8 @@ import pytest
 from harness.cli import main
 from harness.golden import GoldenStore
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED_GOLDEN = REPO / "golden"
 REFERENCE_ID = "rnn-h8-s0"

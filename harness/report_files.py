@@ -1,0 +1,102 @@
+"""Report files for CI systems: JUnit XML and Markdown (GitHub step summaries), for runs and merges."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+from harness.merge import MergedReport
+from harness.report import cell_text, failure_lines, summary_line
+from harness.results import RunReport, Verdict
+
+SKIPPED = (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE)
+
+
+def junit_xml(report: RunReport) -> bytes:
+    """One <testcase> per config x backend: failures with the report's details, skips with reasons."""
+    suite = ElementTree.Element("testsuite", {
+        "name": "harness", "tests": str(len(report.cells)),
+        "failures": str(sum(1 for c in report.cells if c.verdict.failing and c.verdict is not Verdict.ERROR)),
+        "errors": str(report.count(Verdict.ERROR)),
+        "skipped": str(sum(1 for c in report.cells if c.verdict in SKIPPED)),
+        "time": f"{report.wall_seconds:.3f}",
+    })
+    for cell in report.cells:
+        case = ElementTree.SubElement(suite, "testcase", {
+            "classname": f"harness.{cell.config_id}", "name": cell.backend,
+            "time": f"{cell.prepare_seconds + cell.run_seconds:.4f}",
+        })
+        if cell.verdict.failing:
+            tag = "error" if cell.verdict is Verdict.ERROR else "failure"
+            element = ElementTree.SubElement(case, tag, {"message": f"{cell.verdict.value}: {cell_text(cell)}",
+                                                         "type": cell.verdict.value})
+            element.text = "\n".join(failure_lines(cell))
+        elif cell.verdict in SKIPPED:
+            ElementTree.SubElement(case, "skipped", {"message": f"{cell.verdict.value}: {cell.reason}"})
+    suites = ElementTree.Element("testsuites")
+    suites.append(suite)
+    return bytes(ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True))
+
+
+def run_markdown(report: RunReport) -> str:
+    lines = [f"## harness: {summary_line(report)}", ""]
+    if report.label or report.shard:
+        lines += [f"Environment `{report.label or '-'}`, shard `{report.shard or 'all'}`", ""]
+    lines += [f"| config | {' | '.join(report.backends)} |", f"|---|{'---|' * len(report.backends)}"]
+    by_key = {(cell.config_id, cell.backend): cell for cell in report.cells}
+    for config_id in report.config_ids:
+        entries = [_bold_if_failing(by_key[(config_id, b)].verdict, cell_text(by_key[(config_id, b)]))
+                   if (config_id, b) in by_key else "" for b in report.backends]
+        lines.append(f"| `{config_id}` | {' | '.join(entries)} |")
+    if report.failures:
+        lines += ["", "### Failures", "", "```", *(line for cell in report.failures for line in failure_lines(cell)),
+                  "```"]
+    return "\n".join(lines) + "\n"
+
+
+def merge_markdown(report: MergedReport) -> str:
+    status = "FAILED" if report.exit_code else "OK"
+    lines = [f"## harness merge: {status}: {len(report.sources)} reports, {len(report.environments)} environments",
+             "", "| environment | cells | failing | shards |", "|---|---|---|---|"]
+    for label in report.environments:
+        cells = [cell for cell in report.cells if cell.environment == label]
+        shards = ", ".join(s for s in report.shards[label] if s) or "whole suite"
+        lines.append(f"| `{label}` | {len(cells)} | {sum(c.failing for c in cells)} | {shards} |")
+    backends = list(dict.fromkeys(row.backend for row in report.matrix))
+    marks = {(row.config, row.backend): row for row in report.matrix}
+    lines += ["", "Agreement across environments: **=** bitwise, **~** within tolerance, **DRIFT**, **-** not run",
+              "", f"| config | {' | '.join(backends)} |", f"|---|{'---|' * len(backends)}"]
+    for config in dict.fromkeys(row.config for row in report.matrix):
+        entries = []
+        for backend in backends:
+            row = marks.get((config, backend))
+            entries.append("" if row is None else _agreement_text(row.agreement, row.groups))
+        lines.append(f"| `{config}` | {' | '.join(entries)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _agreement_text(agreement: str, groups: tuple[tuple[str, ...], ...]) -> str:
+    if agreement == "bitwise":
+        return "="
+    if agreement == "tolerance":
+        return "~ (" + " / ".join("+".join(group) for group in groups) + ")"
+    return "**DRIFT**" if agreement == "drift" else "-"
+
+
+def _bold_if_failing(verdict: Verdict, text: str) -> str:
+    return f"**{text}**" if verdict.failing else text
+
+
+def write_markdown(text: str, path: Path | None) -> list[str]:
+    """Write to path (if given) and append to $GITHUB_STEP_SUMMARY (if set); returns where it went."""
+    written = []
+    if path:
+        path.write_text(text, encoding="utf-8")
+        written.append(str(path))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text)
+        written.append(f"$GITHUB_STEP_SUMMARY ({summary})")
+    return written

@@ -1,0 +1,135 @@
+"""A self-contained HTML report (one file, no network): a config x backend heatmap coloured by
+verdict and error in ulps; each failing cell opens its details, with an |error| histogram."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+from harness.merge import MergedReport
+from harness.report import cell_text, failure_lines, summary_line
+from harness.results import CellResult, RunReport, Verdict
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
+h1{font-size:20px} h2{font-size:16px;margin-top:28px}
+table.heat{border-collapse:collapse} table.heat th,table.heat td{border:1px solid #fff;padding:3px 8px;
+ font-size:12px;white-space:nowrap} table.heat th{background:#eee;position:sticky;top:0}
+td.cell a{color:inherit;text-decoration:underline;cursor:pointer}
+.legend span{display:inline-block;padding:2px 8px;margin-right:6px;font-size:12px}
+details{margin:8px 0;border:1px solid #ccc;border-radius:4px;padding:6px 10px}
+summary{cursor:pointer;font-weight:600} pre{font-size:12px;overflow-x:auto;background:#f7f7f7;padding:8px}
+"""
+SCRIPT = """
+function openCell(id){var d=document.getElementById(id);if(d){d.open=true;d.scrollIntoView();}return false;}
+"""
+FIXED_COLOURS = {
+    Verdict.IDENTICAL: "#1a9850", Verdict.DRIFT: "#d73027", Verdict.SHAPE: "#7b3294",
+    Verdict.INVARIANT: "#c51b7d", Verdict.NONDETERMINISTIC: "#f46d43", Verdict.ERROR: "#67001f",
+    Verdict.UNSUPPORTED: "#bdbdbd", Verdict.SLOW: "#e0e0e0", Verdict.UNAVAILABLE: "#f0f0f0",
+}
+AGREEMENT_COLOURS = {"bitwise": "#1a9850", "tolerance": "#a6d96a", "drift": "#d73027", "n/a": "#e0e0e0"}
+
+
+def colour(cell: CellResult) -> str:
+    """Green for bitwise; for close, from light green to yellow as log10(ulps) grows; fixed otherwise."""
+    if cell.verdict is not Verdict.CLOSE:
+        return FIXED_COLOURS[cell.verdict]
+    shade = min(1.0, math.log10(max(cell.max_ulps, 1)) / 6)  # 1 ulp .. 1e6 ulps
+    green, yellow = (166, 217, 106), (254, 224, 139)
+    red, grn, blue = (round(a + (b - a) * shade) for a, b in zip(green, yellow, strict=True))
+    return f"#{red:02x}{grn:02x}{blue:02x}"
+
+
+def run_html(report: RunReport) -> str:
+    by_key = {(cell.config_id, cell.backend): cell for cell in report.cells}
+    header = "".join(f"<th>{escape(backend)}</th>" for backend in report.backends)
+    rows = []
+    for config_id in report.config_ids:
+        entries = "".join(_heat_cell(by_key.get((config_id, backend)), f"cell-{config_id}-{backend}")
+                          for backend in report.backends)
+        rows.append(f"<tr><th>{escape(config_id)}</th>{entries}</tr>")
+    details = "".join(_details(cell, f"cell-{cell.config_id}-{cell.backend}") for cell in report.failures)
+    legend = "".join(f'<span style="background:{c}">{escape(v.value)}</span>' for v, c in FIXED_COLOURS.items())
+    close = ('<span style="background:#a6d96a">close, 1 ulp</span>'
+             '<span style="background:#fee08b">close, 1e6 ulps</span>')
+    body = (f"<h1>harness report</h1><p>{escape(summary_line(report))}</p>"
+            f"<p>suite {escape(report.suite)}; golden {escape(report.golden_dir)}; label {escape(report.label or '-')}"
+            f"; shard {escape(report.shard or 'all')}; torch {escape(report.environment.packages.get('torch', '?'))}"
+            f", onnxruntime {escape(report.environment.packages.get('onnxruntime', '?'))}</p>"
+            f'<p class="legend">{legend}{close}</p>'
+            f'<table class="heat"><tr><th>config</th>{header}</tr>{"".join(rows)}</table>'
+            f"<h2>Failures ({len(report.failures)})</h2>{details or '<p>none</p>'}")
+    return _page("harness report", body)
+
+
+def merge_html(report: MergedReport) -> str:
+    backends = list(dict.fromkeys(row.backend for row in report.matrix))
+    by_key = {(row.config, row.backend): row for row in report.matrix}
+    rows = []
+    for config in dict.fromkeys(row.config for row in report.matrix):
+        entries = []
+        for backend in backends:
+            row = by_key.get((config, backend))
+            if row is None:
+                entries.append("<td></td>")
+                continue
+            title = "; ".join(f"{label}: {cell.verdict} {cell.max_abs} ({cell.outputs_sha256[:12]})"
+                              for label, cell in row.cells.items())
+            groups = " / ".join("+".join(group) for group in row.groups)
+            text = f"{row.agreement} ({groups})" if row.agreement == "tolerance" else row.agreement
+            entries.append(f'<td style="background:{AGREEMENT_COLOURS[row.agreement]}" title="{escape(title)}">'
+                           f"{escape(text)}</td>")
+        rows.append(f"<tr><th>{escape(config)}</th>{''.join(entries)}</tr>")
+    environments = "".join(f"<li><b>{escape(label)}</b>: {escape(env['cpu'])}; torch threads {env['torch_threads']}; "
+                           f"{escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}</li>"
+                           for label, env in report.environments.items())
+    header = "".join(f"<th>{escape(backend)}</th>" for backend in backends)
+    body = (f"<h1>harness merge: {len(report.sources)} reports, {len(report.environments)} environments</h1>"
+            f"<ul>{environments}</ul>"
+            "<p>Agreement across environments: bitwise (same output bytes everywhere), tolerance (different bytes, "
+            "all within tolerance of the golden), drift (some environment fails). Hover a cell for each "
+            "environment's verdict.</p>"
+            f'<table class="heat"><tr><th>config</th>{header}</tr>{"".join(rows)}</table>')
+    return _page("harness merge", body)
+
+
+def _heat_cell(cell: CellResult | None, anchor: str) -> str:
+    if cell is None:
+        return "<td></td>"
+    text = escape(cell_text(cell))
+    title = escape(cell.reason or (cell.past.summary if cell.past else ""))
+    if cell.verdict.failing:
+        text = f'<a href="#{anchor}" onclick="return openCell(\'{anchor}\')">{text}</a>'
+    foreground = "#fff" if cell.verdict in (Verdict.IDENTICAL, Verdict.DRIFT, Verdict.SHAPE, Verdict.ERROR,
+                                             Verdict.INVARIANT) else "#222"
+    return f'<td class="cell" style="background:{colour(cell)};color:{foreground}" title="{title}">{text}</td>'
+
+
+def _details(cell: CellResult, anchor: str) -> str:
+    histograms = "".join(_histogram_svg(tensor.name, tensor.statistics.histogram)
+                         for tensor in cell.tensors if tensor.statistics and not tensor.passed)
+    return (f'<details id="{anchor}"><summary>{escape(cell.config_id)} x {escape(cell.backend)}: '
+            f"{escape(cell.verdict.value)}</summary>{histograms}"
+            f"<pre>{escape(chr(10).join(failure_lines(cell)))}</pre></details>")
+
+
+def _histogram_svg(name: str, histogram: tuple[tuple[str, int], ...]) -> str:
+    """A bar chart of |error| per decade, inline SVG."""
+    width, height, bar = 520, 150, 46
+    largest = max((count for _, count in histogram), default=0) or 1
+    bars = []
+    for position, (label, count) in enumerate(histogram):
+        bar_height = round((height - 40) * count / largest)
+        x, y = 10 + position * (bar + 4), height - 25 - bar_height
+        middle = x + bar / 2
+        bars.append(f'<rect x="{x}" y="{y}" width="{bar}" height="{bar_height}" fill="#d73027"/>'
+                    f'<text x="{middle}" y="{height - 10}" font-size="10" text-anchor="middle">{escape(label)}</text>'
+                    f'<text x="{middle}" y="{y - 3}" font-size="10" text-anchor="middle">{count}</text>')
+    return (f"<p>{escape(name)}: |error| histogram</p>"
+            f'<svg width="{width}" height="{height}" role="img">{"".join(bars)}</svg>')
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{body}</body></html>\n")

@@ -1,0 +1,160 @@
+"""The pytest plugin, driven with pytester as a user would drive pytest."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import harness.backends.eager
+import harness.backends.onnx_runtime
+import harness.backends.torchscript
+import harness.plugin_runner
+from harness.golden import GoldenStore
+from tests.conftest import COMMITTED_GOLDEN, REFERENCE_ID
+
+# pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice
+# in one process, so everything the plugin imports is imported here, outside the inner runs.
+IMPORTED_OUTSIDE = (harness.backends.eager, harness.backends.onnx_runtime, harness.backends.torchscript,
+                    harness.plugin_runner)
+
+FAST = ("--harness-backends", "eager,onnxruntime-legacy")
+SELECTED = ("rnn-h8-s0", "gru-h8-s0", "lstm-h8-p4-s0")
+K = " or ".join(SELECTED)
+
+
+def copy_goldens(target: Path, *config_ids: str) -> Path:
+    target.mkdir(exist_ok=True)
+    for config_id in config_ids:
+        for path in COMMITTED_GOLDEN.glob(f"{config_id}.*"):
+            shutil.copy2(path, target / path.name)
+    return target
+
+
+def nudge(golden_dir: Path, config_id: str) -> None:
+    store = GoldenStore(golden_dir)
+    golden = store.load(config_id)
+    tensors = {name: array.copy() for name, array in golden.tensors.items()}
+    tensors["output"][0, 1, 2] += np.float32(1e-3)
+    store.write(dataclasses.replace(golden, tensors=tensors), force=True)
+
+
+def test_items_per_config_and_backend_with_readable_ids_and_junit(pytester: pytest.Pytester) -> None:
+    golden = copy_goldens(pytester.path / "golden", *SELECTED)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest("--harness", *FAST, "-k", K, f"--junitxml={junit}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5, xfailed=1)  # p4 on the legacy exporter is a known limitation
+    result.stdout.fnmatch_lines(["collected 100 items / 94 deselected / 6 selected"])
+    names = {case.get("name") for case in ElementTree.parse(junit).iter("testcase")}
+    assert names == {f"test_golden[{c}-{b}]" for c in SELECTED for b in ("eager", "onnxruntime-legacy")}
+    assert golden.exists()
+
+
+def test_a_perturbed_golden_fails_with_the_cli_report(pytester: pytest.Pytester) -> None:
+    golden = copy_goldens(pytester.path / "golden", REFERENCE_ID)
+    nudge(golden, REFERENCE_ID)
+    result = pytester.runpytest("--harness", "--harness-backends", "eager", "-k", REFERENCE_ID)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"*{REFERENCE_ID} x eager: DRIFT (tolerance atol=2e-06 rtol=1e-05); cause: compute changed*",
+        "*worst at index (0, 1, 2)*",
+    ])
+    rerun = pytester.runpytest("--harness", "--harness-backends", "eager", "--lf")
+    rerun.assert_outcomes(failed=1)
+
+
+def test_missing_goldens_fail_until_updated_and_force_rewrites(pytester: pytest.Pytester) -> None:
+    args = ("--harness", "--harness-backends", "eager", "-k", REFERENCE_ID)
+    missing = pytester.runpytest(*args)
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines(["*no golden for this config; record it with pytest --harness --harness-update*"])
+    pytester.runpytest(*args, "--harness-update").assert_outcomes(passed=1)
+    golden = pytester.path / "golden"
+    nudge(golden, REFERENCE_ID)
+    pytester.runpytest(*args, "--harness-update").assert_outcomes(failed=1)  # existing: not rewritten
+    pytester.runpytest(*args, "--harness-update", "--harness-force-update").assert_outcomes(passed=1)
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_stale_goldens_are_reported_and_fail_under_strict(pytester: pytest.Pytester) -> None:
+    golden = copy_goldens(pytester.path / "golden", REFERENCE_ID)
+    stale = GoldenStore(golden).load(REFERENCE_ID)
+    other = dataclasses.replace(stale, config=dataclasses.replace(stale.config, hidden_size=5))
+    GoldenStore(golden).write(other)  # rnn-h5-s0: in no suite
+    args = ("--harness", "--harness-backends", "eager", "-k", REFERENCE_ID)
+    lenient = pytester.runpytest(*args)
+    lenient.assert_outcomes(passed=1)
+    assert lenient.ret == 0
+    lenient.stdout.fnmatch_lines(["*stale goldens*", "*1 golden(s) in * used by no config of the suite*",
+                                  "*rnn-h5-s0*"])
+    strict = pytester.runpytest(*args, "--harness-strict")
+    assert strict.ret == 1
+
+
+def test_shards_partition_the_items(pytester: pytest.Pytester) -> None:
+    collected = []
+    for shard in ("1/3", "2/3", "3/3"):
+        result = pytester.runpytest("--harness", "--harness-backends", "eager", "--harness-shard", shard,
+                                    "--collect-only", "-q")
+        collected.append({line for line in result.outlines if "test_golden[" in line})
+    union = set().union(*collected)
+    assert len(union) == sum(len(part) for part in collected) == 50
+
+
+def test_xdist_runs_the_items_in_parallel(pytester: pytest.Pytester) -> None:
+    copy_goldens(pytester.path / "golden", *SELECTED)
+    result = pytester.runpytest_subprocess("--harness", *FAST, "-k", K, "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5, xfailed=1)
+
+
+USER_TEST = '''
+import torch
+
+
+def build_and_run():
+    torch.manual_seed(7)
+    gru = torch.nn.GRU(input_size=3, hidden_size=6, num_layers=2).eval()
+    x = torch.linspace(-1, 1, 4 * 2 * 3).reshape(4, 2, 3)
+    with torch.no_grad():
+        return gru(x)
+
+
+def test_my_gru(rnn_golden):
+    rnn_golden.check("my-gru", build_and_run())
+'''
+
+
+def test_a_user_project_adopts_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=USER_TEST)
+    first = pytester.runpytest()
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(["*no golden*my-gru.json; record it with pytest --harness-update*"])
+    pytester.runpytest("--harness-update").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
+    golden = pytester.path / "golden"
+    tensors_file = next(golden.glob("my-gru.*.npz"))
+    manifest = golden / "my-gru.json"
+    arrays = dict(np.load(tensors_file))
+    arrays["h_n"] = arrays["h_n"].copy()
+    arrays["h_n"][1, 0, 4] += np.float32(5e-4)
+    import json
+
+    from harness.golden import atomic_write, npz_bytes
+    from harness.hashing import array_sha256
+    document = json.loads(manifest.read_text())
+    document["tensors"]["h_n"]["sha256"] = array_sha256(arrays["h_n"])
+    atomic_write(tensors_file, npz_bytes(arrays))
+    manifest.write_text(json.dumps(document))
+    failed = pytester.runpytest()
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines([
+        "*golden 'my-gru' (*my-gru.json): DRIFT (tolerance atol=2e-06 rtol=1e-05)*",
+        "*h_n    drift: 1/24 elements (4.2%) outside tolerance*",
+        "*worst at index (1, 0, 4)*",
+        "*pytest --harness-update --harness-force-update*",
+    ])
+    assert "Traceback" not in failed.stdout.str()
