@@ -1,12 +1,16 @@
-"""nox sessions mirroring tox.ini; every install uses the pinned constraints.txt."""
+"""nox sessions mirroring tox.ini; every install uses the pinned constraints."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "run", "lint"]
+nox.options.sessions = ["tests", "golden", "lint"]
 nox.options.default_venv_backend = "venv"
 CONSTRAINTS = ("-c", "constraints.txt")
+BASE_CONSTRAINTS = ("-c", "constraints/base.txt")
+ORT = {"1.19": "onnxruntime==1.19.2", "1.32": "onnxruntime==1.32.0"}
+NUMPY = {"1": ("numpy==1.26.4", "ml_dtypes==0.5.4"), "2": ("numpy==2.4.6", "ml_dtypes==0.6.0")}
+TORCH = {"2.13": "torch==2.13.0", "2.14": "torch==2.14.1"}  # 2.14.1 is a multi-GB CUDA build here
 
 
 @nox.session(python="3.11")
@@ -17,10 +21,16 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
-def run(session: nox.Session) -> None:
+def golden(session: nox.Session) -> None:
     """The default suite against the committed goldens (the same as `tox -e golden`)."""
     session.install(*CONSTRAINTS, "-e", ".")
     session.run("harness", "run", *session.posargs)
+
+
+@nox.session(python="3.11")
+def run(session: nox.Session) -> None:
+    """An alias of `golden`: the README's run command in a nox session."""
+    golden(session)
 
 
 @nox.session(python="3.11")
@@ -29,3 +39,16 @@ def lint(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, "-e", ".[lint]")
     session.run("ruff", "check", "harness", "tests", "noxfile.py")
     session.run("mypy", "harness")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("numpy", list(NUMPY))
+@nox.parametrize("ort", list(ORT))
+@nox.parametrize("torch", ["2.13"])  # add "2.14" on machines that have that wheel
+def matrix(session: nox.Session, torch: str, ort: str, numpy: str) -> None:
+    """The default suite against the goldens under other releases.
+
+    nox -s "matrix(torch='2.13', ort='1.19', numpy='2')"
+    """
+    session.install(*BASE_CONSTRAINTS, TORCH[torch], ORT[ort], *NUMPY[numpy], "-e", ".")
+    session.run("harness", "run", "--label", f"torch{torch}-ort{ort}-numpy{numpy}", *session.posargs)

@@ -62,3 +62,16 @@ def write_suite(path: Path, *cases: str) -> Path:
     bodies = ['cell = "rnn_tanh"', *cases]
     path.write_text("".join(f"[[case]]\n{body}\n\n" for body in bodies), encoding="utf-8")
     return path
+
+
+def perturb_golden(golden_dir: Path, config_id: str, tensor: str, index: tuple[int, ...], delta: float) -> None:
+    """Re-record a golden with one element moved, through the store (as a golden from elsewhere would be)."""
+    import dataclasses
+
+    import numpy as np
+
+    store = GoldenStore(golden_dir)
+    golden = store.load(config_id)
+    tensors = {name: array.copy() for name, array in golden.tensors.items()}
+    tensors[tensor][index] += np.asarray(delta, dtype=tensors[tensor].dtype)
+    store.write(dataclasses.replace(golden, tensors=tensors), force=True)

@@ -15,7 +15,7 @@ import harness.backends.onnx_runtime
 import harness.backends.torchscript
 import harness.plugin_runner
 from harness.golden import GoldenStore
-from tests.conftest import COMMITTED_GOLDEN, REFERENCE_ID
+from tests.conftest import COMMITTED_GOLDEN, REFERENCE_ID, perturb_golden
 
 # pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice
 # in one process, so everything the plugin imports is imported here, outside the inner runs.
@@ -36,11 +36,7 @@ def copy_goldens(target: Path, *config_ids: str) -> Path:
 
 
 def nudge(golden_dir: Path, config_id: str) -> None:
-    store = GoldenStore(golden_dir)
-    golden = store.load(config_id)
-    tensors = {name: array.copy() for name, array in golden.tensors.items()}
-    tensors["output"][0, 1, 2] += np.float32(1e-3)
-    store.write(dataclasses.replace(golden, tensors=tensors), force=True)
+    perturb_golden(golden_dir, config_id, "output", (0, 1, 2), 1e-3)
 
 
 def test_items_per_config_and_backend_with_readable_ids_and_junit(pytester: pytest.Pytester) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import logging
 import os
@@ -57,10 +58,17 @@ def _file_descriptors_silenced() -> Iterator[None]:
     try:
         yield
     finally:
+        _flush_c_stdio()  # C++ output buffered while the fds pointed at /dev/null must land there
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for descriptor in saved:
             os.close(descriptor)
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): off a terminal, C stdio (and std::cout) buffers until exit otherwise."""
+    with contextlib.suppress(OSError, AttributeError):  # no C library to reach: nothing buffered to lose
+        ctypes.CDLL(None).fflush(None)
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
