@@ -73,6 +73,14 @@ class Golden:
         }
 
 
+def default_golden_dir() -> Path:
+    """The repository's golden/ when running from a checkout, else ./golden."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists() and (checkout / "golden").is_dir():
+        return checkout / "golden"
+    return Path("golden")
+
+
 class GoldenStore:
     """Reads and atomically writes goldens under one directory."""
 

@@ -72,8 +72,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Add the harness items before -k, --lf and xdist see the collection."""
     if not config.getoption("--harness"):
         return
-    from harness.backends import expand_backend_names
-    from harness.cli import DEFAULT_BACKENDS
+    from harness.backends import DEFAULT_BACKENDS, expand_backend_names
     from harness.shard import parse_shard, select_shard
     from harness.suite import load_suite
 

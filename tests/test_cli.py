@@ -213,3 +213,13 @@ def test_an_unavailable_backend_asked_for_by_name_is_exit_2(cli: Cli, golden_cop
     assert result.exit_code == 2 and result.out == ""
     assert result.err.strip() == ("harness: error: backend eager-cuda is unavailable here: "
                                   "no CUDA device (torch.cuda.is_available() is False)")
+
+
+def test_list_and_help_do_not_import_torch() -> None:
+    code = ("import sys, contextlib, io\n"
+            "from harness.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['list']) == 0\n"
+            "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False False"

@@ -53,6 +53,8 @@ BUILTIN_BACKENDS: dict[str, Callable[[], Backend]] = {
     "onnxruntime-dynamo-cuda": _onnxruntime("dynamo", "cuda"),
 }
 REFERENCE_BACKEND = "eager"
+DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
+CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cuda")  # default where CUDA is present
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:

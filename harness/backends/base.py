@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from harness.case import Case
 from harness.config import RnnConfig
+
+if TYPE_CHECKING:  # the protocol must not import torch: `harness list` and `--help` stay fast
+    from harness.case import Case
 
 
 @dataclass(frozen=True, kw_only=True)
