@@ -76,7 +76,7 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = ()) -
         lines.append(f"    own fingerprint: {cell.past.summary}")
     if cell.oracle and cell.golden_oracle:
         lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
-                     f"the golden {_distance(cell.golden_oracle)}")
+                     f"the golden {_distance(cell.golden_oracle)}{_who_moved(cell.oracle, cell.golden_oracle)}")
     lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor)]
     if cell.repeat:
         lines.append("    two runs of the same prepared model differ:")
@@ -134,6 +134,15 @@ def _moved(report: RunReport) -> list[str]:
     lines = ["", f"Moved since the goldens were recorded, still within tolerance ({len(moved)}):"]
     lines += [f"  {cell.config_id} x {cell.backend}: {cell.past.summary}" for cell in moved if cell.past]
     return lines
+
+
+def _who_moved(result: OracleDistance, golden: OracleDistance) -> str:
+    """Which side of the disagreement moved away from the mathematics (a factor of 10 to say so)."""
+    if result.max_abs > 10 * golden.max_abs:
+        return ": this result moved away from the mathematics"
+    if golden.max_abs > 10 * result.max_abs:
+        return ": the golden is the one away from the mathematics"
+    return ": both are as close to it"
 
 
 def _distance(distance: OracleDistance) -> str:

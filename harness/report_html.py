@@ -50,7 +50,8 @@ def run_html(report: RunReport) -> str:
                           for backend in report.backends)
         rows.append(f"<tr><th>{escape(config_id)}</th>{entries}</tr>")
     details = "".join(_details(cell, f"cell-{cell.config_id}-{cell.backend}") for cell in report.failures)
-    legend = "".join(f'<span style="background:{c}">{escape(v.value)}</span>' for v, c in FIXED_COLOURS.items())
+    legend = "".join(f'<span style="background:{c};color:{_text_colour(v)}">{escape(v.value)}</span>'
+                     for v, c in FIXED_COLOURS.items())
     close = ('<span style="background:#a6d96a">close, 1 ulp</span>'
              '<span style="background:#fee08b">close, 1e6 ulps</span>')
     body = (f"<h1>harness report</h1><p>{escape(summary_line(report))}</p>"
@@ -101,9 +102,13 @@ def _heat_cell(cell: CellResult | None, anchor: str) -> str:
     title = escape(cell.reason or (cell.past.summary if cell.past else ""))
     if cell.verdict.failing:
         text = f'<a href="#{anchor}" onclick="return openCell(\'{anchor}\')">{text}</a>'
-    foreground = "#fff" if cell.verdict in (Verdict.IDENTICAL, Verdict.DRIFT, Verdict.SHAPE, Verdict.ERROR,
-                                             Verdict.INVARIANT) else "#222"
-    return f'<td class="cell" style="background:{colour(cell)};color:{foreground}" title="{title}">{text}</td>'
+    style = f"background:{colour(cell)};color:{_text_colour(cell.verdict)}"
+    return f'<td class="cell" style="{style}" title="{title}">{text}</td>'
+
+
+def _text_colour(verdict: Verdict) -> str:
+    dark = (Verdict.IDENTICAL, Verdict.DRIFT, Verdict.SHAPE, Verdict.ERROR, Verdict.INVARIANT, Verdict.NONDETERMINISTIC)
+    return "#fff" if verdict in dark else "#222"
 
 
 def _details(cell: CellResult, anchor: str) -> str:

@@ -54,6 +54,7 @@ def test_perturbed_golden_is_drift_naming_config_tensor_and_index(
     assert "output drift: 1/120 elements (0.8%) outside tolerance" in result.out
     assert "worst at index (1, 2, 3)" in result.out
     assert "cause: compute changed" in result.out
+    assert "the golden is the one away from the mathematics" in result.out  # the golden was nudged, not eager
     document = json.loads(report.read_text())
     cell = next(c for c in document["cells"] if c["backend"] == "eager")
     assert (cell["config"], cell["verdict"], document["exit_code"]) == (REFERENCE_ID, "DRIFT", 1)

@@ -76,6 +76,7 @@ def test_a_changed_kernel_is_attributed_to_compute_with_oracle_distances(
     assert result.exit_code == 1
     assert f"{config_id} x test-offset: DRIFT (tolerance atol=2e-06 rtol=1e-05); cause: compute changed" in result.out
     assert "float64 oracle: this result is 1.0e-03" in result.out
+    assert "this result moved away from the mathematics" in result.out
     assert "error by time step:" in result.out and "does not grow along the sequence" in result.out
     assert "h_n error by layer/direction: layer 0 1.0e-03" in result.out
     assert "argmax unchanged" in result.out
