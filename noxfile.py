@@ -36,7 +36,7 @@ def run(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
-    session.install(*CONSTRAINTS, "-e", ".[lint]")
+    session.install(*CONSTRAINTS, "-e", ".[test,lint]")  # mypy reads the plugin's pytest types
     session.run("ruff", "check", "harness", "tests", "noxfile.py")
     session.run("mypy", "harness")
 
