@@ -19,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Reproducibility harness for seeded RNNs: runs a suite on several backends against golden tensors.",
-        epilog="Exit codes: 0 everything matched; 1 drift, nondeterminism or a failed backend; "
-        "2 bad usage or bad input (unknown config, malformed suite, missing or corrupt golden).",
+        epilog="Exit codes: 0 everything matched; 1 drift, a shape or invariant failure, nondeterminism "
+        "(a run or a probe), a failed backend, or (merge) a missing shard; 2 bad usage or bad input "
+        "(unknown config or backend, malformed suite, missing or corrupt golden or report, an unavailable "
+        "backend asked for by name, a golden that would be overwritten without --force).",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
