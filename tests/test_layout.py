@@ -57,3 +57,21 @@ def test_a_transposed_shape_with_other_values_is_not_called_a_swap() -> None:
     expected = RNG.standard_normal((3, 5, 8)).astype(np.float32)
     unrelated = RNG.standard_normal((5, 3, 8)).astype(np.float32)
     assert diagnose_layout("output", expected, unrelated) is None
+
+
+def test_flipping_batch_first_against_a_golden_recorded_without_it_is_diagnosed_as_a_swap() -> None:
+    import dataclasses
+
+    from harness.backends import get_backend
+    from harness.case import build_case
+    from harness.engine import RunOptions, case_facts, live_golden, run_cell
+
+    recorded_without = live_golden(build_case(RnnConfig(cell="gru")), threads=1)
+    flipped = build_case(dataclasses.replace(RnnConfig(cell="gru"), batch_first=True))
+    cell = run_cell(flipped, case_facts(flipped), get_backend("eager"), recorded_without, RunOptions(backends=()))
+    output = next(t for t in cell.tensors if t.name == "output")
+    assert cell.verdict.value == "SHAPE"
+    assert (output.expected_shape, output.actual_shape) == ((3, 5, 8), (5, 3, 8))
+    assert output.diagnosis.startswith("output == golden.transpose(1, 0, 2) bitwise: the batch and sequence axes "
+                                       "are swapped, as when batch_first changes")
+    assert next(t for t in cell.tensors if t.name == "h_n").status.value == "identical"
