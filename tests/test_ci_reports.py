@@ -162,3 +162,33 @@ def test_html_report_renders_its_heatmap_in_headless_chromium(cli: Cli, golden: 
                           "--dump-dom", html.as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
     assert dom.count('<td class="cell"') == len(CONFIGS) * 2
     assert 'id="cell-gru-h8-s0-eager"' in dom and "<svg" in dom  # details with the error histogram
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a TTY (a pseudo-terminal with a width) the run draws a tqdm bar on stderr."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    code = ("import time\nfrom harness.commands import progress_bar\n"
+            "with progress_bar(3, quiet=False) as advance:\n"
+            "    for _ in range(3):\n        time.sleep(0.15)\n        advance(None)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(controller)
+    assert b"0/3" in output and b"cell/s" in output
