@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,7 @@ class Golden:
             "config_hash": self.config.content_hash,
             "config": self.config.to_dict(),
             "tensors_file": tensors_file,
-            "tensors": {
-                name: {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": array_sha256(array)}
-                for name, array in self.tensors.items()
-            },
+            "tensors": tensor_entries(self.tensors),
             "weights_sha256": self.weights_sha256,
             "inputs_sha256": self.inputs_sha256,
             "recorded_by": self.recorded_by,
@@ -128,22 +126,7 @@ class GoldenStore:
         manifest_path = self.manifest_path(golden.config.id)
         if manifest_path.exists() and not force:
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
-        old_tensors_file = self._old_tensors_file(manifest_path)
-        arrays = golden.all_arrays()
-        tensors_file = f"{golden.config.id}.{arrays_sha256(arrays)[:12]}.npz"
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.root / tensors_file, npz_bytes(arrays))
-        manifest_text = json.dumps(golden.manifest(tensors_file), indent=2) + "\n"
-        atomic_write(manifest_path, manifest_text.encode())
-        if old_tensors_file and old_tensors_file != tensors_file:
-            (self.root / old_tensors_file).unlink(missing_ok=True)
-        return manifest_path
-
-    def _old_tensors_file(self, manifest_path: Path) -> str | None:
-        try:
-            return str(json.loads(manifest_path.read_text(encoding="utf-8"))["tensors_file"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest)
 
     def _read_manifest(self, path: Path) -> dict[str, Any]:
         if not path.exists():
@@ -161,6 +144,35 @@ class GoldenStore:
         if manifest["schema"] != SCHEMA:
             raise GoldenError(f"{path}: unknown golden schema {manifest['schema']!r}; this harness reads {SCHEMA}")
         return manifest
+
+
+def tensor_entries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """The manifest's description of each tensor: shape, dtype and sha256 of its bytes."""
+    return {name: {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": array_sha256(array)}
+            for name, array in arrays.items()}
+
+
+def write_golden_files(
+    root: Path, name: str, arrays: dict[str, np.ndarray], manifest_for: Callable[[str], dict[str, Any]]
+) -> Path:
+    """Tensors under a content-addressed name, then the manifest (the commit point), then the old
+    tensors file goes. A write killed at any moment leaves the old manifest and tensors intact."""
+    manifest_path = root / f"{name}.json"
+    old_tensors_file = _old_tensors_file(manifest_path)
+    tensors_file = f"{name}.{arrays_sha256(arrays)[:12]}.npz"
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write(root / tensors_file, npz_bytes(arrays))
+    atomic_write(manifest_path, (json.dumps(manifest_for(tensors_file), indent=2) + "\n").encode())
+    if old_tensors_file and old_tensors_file != tensors_file:
+        (root / old_tensors_file).unlink(missing_ok=True)
+    return manifest_path
+
+
+def _old_tensors_file(manifest_path: Path) -> str | None:
+    try:
+        return str(json.loads(manifest_path.read_text(encoding="utf-8"))["tensors_file"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _schema_of(path: Path) -> str | None:

@@ -15,8 +15,7 @@ import numpy as np
 from harness.compare import compare_outputs
 from harness.environment import current_environment, utc_now
 from harness.errors import GoldenError
-from harness.golden import atomic_write, npz_bytes, read_tensors, verify_tensors
-from harness.hashing import array_sha256, arrays_sha256
+from harness.golden import read_tensors, tensor_entries, verify_tensors, write_golden_files
 from harness.report import tensor_lines
 from harness.tolerance import Tolerance, TolerancePolicy
 
@@ -77,26 +76,13 @@ def check_user_golden(
 
 
 def _write(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    old = _old_tensors_file(root / f"{name}.json")
-    tensors_file = f"{name}.{arrays_sha256(arrays)[:12]}.npz"
-    atomic_write(root / tensors_file, npz_bytes(arrays))
-    manifest = {
-        "schema": SCHEMA, "name": name, "tensors_file": tensors_file,
-        "tensors": {key: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_sha256(a)}
-                    for key, a in arrays.items()},
-        "recorded_at": utc_now(), "environment": current_environment(torch_threads=0).to_dict(),
-    }
-    atomic_write(root / f"{name}.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    if old and old != tensors_file:
-        (root / old).unlink(missing_ok=True)
+    def manifest(tensors_file: str) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA, "name": name, "tensors_file": tensors_file, "tensors": tensor_entries(arrays),
+            "recorded_at": utc_now(), "environment": current_environment(torch_threads=0).to_dict(),
+        }
 
-
-def _old_tensors_file(path: Path) -> str | None:
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["tensors_file"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    write_golden_files(root, name, arrays, manifest)
 
 
 def _load(root: Path, name: str) -> dict[str, np.ndarray]:
