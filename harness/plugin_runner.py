@@ -31,18 +31,19 @@ class Outcome:
 def run_item(state: PluginState, config_id: str, backend_name: str) -> Outcome:
     from harness.backends import get_backend
 
-    rnn_config = load_suite(state.suite_path).select([config_id])[0]
+    if not state.configs:
+        state.configs = {config.id: config for config in load_suite(state.suite_path).configs}
+    rnn_config = state.configs[config_id]
     store = GoldenStore(state.golden_dir)
     backend = get_backend(backend_name)
     availability = backend.availability()
     if not availability.available:
         return Outcome(skip=f"{backend_name} unavailable: {availability.reason}")
     recorded = _ensure_golden(state, store, rnn_config)
-    golden = load_matching_golden(store, rnn_config)
-    if rnn_config.id not in state.cases:
+    if rnn_config.id not in state.cases:  # the backends of one config share its case, oracle and golden
         case = build_case(rnn_config)
-        state.cases[rnn_config.id] = (case, case_facts(case))
-    case, facts = state.cases[rnn_config.id]
+        state.cases[rnn_config.id] = (case, case_facts(case), load_matching_golden(store, rnn_config))
+    case, facts, golden = state.cases[rnn_config.id]
     options = RunOptions(backends=(backend_name,), include_slow=state.include_slow)
     with pinned_threads(options.threads):
         cell = run_cell(case, facts, backend, golden, options)

@@ -31,7 +31,8 @@ class PluginState:
     update: bool
     force_update: bool
     include_slow: bool
-    cases: dict[str, Any] = field(default_factory=dict)  # config id -> (case, facts), built once
+    configs: dict[str, Any] = field(default_factory=dict)  # config id -> RnnConfig, the suite parsed once
+    cases: dict[str, Any] = field(default_factory=dict)  # config id -> (case, facts, golden), built once
     recorded: set[str] = field(default_factory=set)
 
 
