@@ -152,24 +152,16 @@ def _run_probes(args: argparse.Namespace, configs: tuple[RnnConfig, ...]) -> tup
 
     if args.repeats < 1:
         raise HarnessError(f"--repeats must be at least 1, got {args.repeats}")
+    from harness.engine import resolve_backends
+
     backends = tuple(args.backend or _default_backends())
-    _, unavailable = _resolve(backends)
-    if args.backend and unavailable:
-        name, reason = next(iter(unavailable.items()))
-        raise HarnessError(f"backend {name} is unavailable here: {reason}")
+    resolve_backends(backends, required=bool(args.backend))
     options = ProbeOptions(backends=backends, repeats=args.repeats, threads=_threads(args),
                            fresh_process=not args.no_fresh_process, include_slow=args.all,
                            strict_settings=args.strict_settings)
     results = run_probes(configs, options, args.suite)
     print("\n".join(["", *probe_lines(results)]))
     return results
-
-
-def _resolve(names: tuple[str, ...]) -> tuple[object, dict[str, str]]:
-    from harness.backends import expand_backend_names
-    from harness.engine import resolve_backends
-
-    return resolve_backends(expand_backend_names(names))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -68,10 +68,7 @@ def run_suite(
     """Every config on every available backend, each compared to its golden (stored, or live)."""
     started = time.perf_counter()
     stored = {} if options.live_reference else {config.id: load_matching_golden(store, config) for config in configs}
-    backends, unavailable = resolve_backends(expand_backend_names(options.backends))
-    if unavailable and options.require_available:
-        name, reason = next(iter(unavailable.items()))
-        raise BackendUnavailableError(f"backend {name} is unavailable here: {reason}")
+    backends, unavailable = resolve_backends(options.backends, required=options.require_available)
     environment = environment_now(options.threads)
     cells: list[CellResult] = []
     with pinned_threads(options.threads):
@@ -103,11 +100,18 @@ def run_suite(
     )
 
 
-def resolve_backends(names: Sequence[str]) -> tuple[list[Backend], dict[str, str]]:
-    """The named backends, and the reason for each one that cannot run here."""
-    backends = [get_backend(name) for name in names]
+def resolve_backends(names: Sequence[str], *, required: bool = False) -> tuple[list[Backend], dict[str, str]]:
+    """The named backends (families expanded), and the reason for each one that cannot run here.
+
+    required: the user named them, so one that cannot run is a BackendUnavailableError (exit 2).
+    """
+    backends = [get_backend(name) for name in expand_backend_names(names)]
     statuses = {backend.name: backend.availability() for backend in backends}
-    return backends, {name: status.reason for name, status in statuses.items() if not status.available}
+    unavailable = {name: status.reason for name, status in statuses.items() if not status.available}
+    if required and unavailable:
+        name, reason = next(iter(unavailable.items()))
+        raise BackendUnavailableError(f"backend {name} is unavailable here: {reason}")
+    return backends, unavailable
 
 
 def load_matching_golden(store: GoldenStore, config: RnnConfig) -> Golden:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backends import expand_backend_names, get_backend
 from harness.backends.base import Backend, PreparedModel
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.case import Case, build_case, build_module, weights_sha256
 from harness.compare import compare_outputs
 from harness.config import RnnConfig
-from harness.engine import pinned_threads
+from harness.engine import pinned_threads, resolve_backends
 from harness.hashing import arrays_sha256
 from harness.tolerance import BITWISE
 
@@ -65,8 +64,9 @@ def run_probes(
     on_result: Callable[[ProbeResult], None] | None = None,
 ) -> tuple[ProbeResult, ...]:
     """Every probe for every config x backend; the fresh processes work while this one probes."""
-    names = expand_backend_names(options.backends)
-    backends = [backend for backend in map(get_backend, names) if backend.availability().available]
+    resolved, unavailable = resolve_backends(options.backends)
+    backends = [backend for backend in resolved if backend.name not in unavailable]
+    names = [backend.name for backend in backends]
     workers = _start_workers(configs, names, options, suite_path) if options.fresh_process else []
     results: list[ProbeResult] = []
     in_process_sha: dict[tuple[str, str], str] = {}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends import REFERENCE_BACKEND, expand_backend_names, get_backend
+from harness.backends import REFERENCE_BACKEND, get_backend
 from harness.backends.base import Backend
 from harness.backends.capture import first_line
 from harness.case import Case, build_case
@@ -48,7 +48,7 @@ def record_golden(
     with pinned_threads(threads):
         case = build_case(config)
         reference = execute(case, get_backend(REFERENCE_BACKEND)).first
-        backends, _unavailable = resolve_backends(expand_backend_names(fingerprint_backends))
+        backends, _unavailable = resolve_backends(fingerprint_backends)
         runnable = [b for b in backends if b.availability().available and (include_slow or not b.is_slow(config))]
         fingerprints: dict[str, dict[str, Any]] = {}
         backend_tensors: dict[str, dict[str, np.ndarray]] = {}
