@@ -48,13 +48,14 @@ def record_golden(
     with pinned_threads(threads):
         case = build_case(config)
         reference = execute(case, get_backend(REFERENCE_BACKEND)).first
-        backends, _unavailable = resolve_backends(fingerprint_backends)
-        runnable = [b for b in backends if b.availability().available and (include_slow or not b.is_slow(config))]
+        backends, unavailable = resolve_backends(fingerprint_backends)
+        runnable = [b for b in backends if b.name not in unavailable and (include_slow or not b.is_slow(config))]
         fingerprints: dict[str, dict[str, Any]] = {}
         backend_tensors: dict[str, dict[str, np.ndarray]] = {}
+        reference_sha256 = arrays_sha256(reference)
         for backend in runnable:
             fingerprints[backend.name], outputs = _fingerprint(case, backend, reference)
-            if outputs is not None and arrays_sha256(outputs) != arrays_sha256(reference):
+            if outputs is not None and fingerprints[backend.name]["sha256"] != reference_sha256:
                 backend_tensors[backend.name] = outputs
         environment = environment_now(threads)
     golden = Golden(
