@@ -139,10 +139,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     configs = _suite(args).select(args.config)
     results = _run_probes(args, configs)
-    if args.json:
-        document = {"schema": SCHEMA, "probes": probe_documents(results)}
-        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        print(f"JSON probe results written to {args.json}")
+    document = {"schema": SCHEMA, "probes": probe_documents(results)}
+    _write_files([(args.json, lambda: json.dumps(document, indent=2) + "\n")])
     return EXIT_DRIFT if any(result.failing for result in results) else EXIT_OK
 
 
