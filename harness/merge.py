@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
+from harness.report import text_table
 from harness.report_json import schema_problems
 
 MERGED_SCHEMA = "harness.merged/1"
@@ -231,7 +232,5 @@ def _matrix_table(report: MergedReport) -> list[str]:
     marks = {(row.config, row.backend): AGREEMENT_MARK[row.agreement] for row in report.matrix}
     header = ["config", *backends]
     rows = [[config, *(marks.get((config, backend), "") for backend in backends)] for config in configs]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     legend = "across environments: = bitwise everywhere, ~ differ but all within tolerance, DRIFT somewhere, - not run"
-    return [legend, *("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
-                      for row in [header, *rows])]
+    return [legend, *text_table(header, rows)]

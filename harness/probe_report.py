@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from harness.probes import PROBES, ProbeResult
+from harness.report import text_table
 
 SCHEMA = "harness.probes/1"
 
@@ -18,10 +19,8 @@ def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
     header = ["config", "backend", *PROBES]
     table = [[config_id, backend, *(verdicts.get(probe, "") for probe in PROBES)]
              for (config_id, backend), verdicts in rows.items()]
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     lines = ["Determinism probes (each must be bitwise; n/a = the setting does not reach that backend):", ""]
-    lines += ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
-              for row in [header, *table]]
+    lines += text_table(header, table)
     failures = [result for result in results if result.failing]
     if failures:
         lines += ["", "Probe failures:"]

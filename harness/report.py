@@ -52,6 +52,11 @@ def _table(report: RunReport) -> list[str]:
         [config_id, *(cell_text(by_key[(config_id, b)]) if (config_id, b) in by_key else "-" for b in report.backends)]
         for config_id in report.config_ids
     ]
+    return text_table(header, rows)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart, as wide as their widest entry."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
             for row in [header, *rows]]
