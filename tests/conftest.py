@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.golden import GoldenStore
+from harness.store.golden import GoldenStore
 
 pytest_plugins = ["pytester"]
 

@@ -11,8 +11,8 @@ import pytest
 
 from harness.backends import get_backend
 from harness.backends.capture import captured_upstream_messages
-from harness.case import build_case
-from harness.config import RnnConfig
+from harness.model.case import build_case
+from harness.model.config import RnnConfig
 
 BACKENDS = ["eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo"]
 CONFIGS = {

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.case import build_case, build_inputs, build_module, hello_batch, tensor_axes
-from harness.config import RnnConfig
+from harness.model.case import build_case, build_inputs, build_module, hello_batch, tensor_axes
+from harness.model.config import RnnConfig
 
 
 def notebook_outputs() -> tuple[np.ndarray, np.ndarray]:

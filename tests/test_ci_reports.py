@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.report_json import schema_problems
-from harness.shard import parse_shard, select_shard
+from harness.reports.json_report import schema_problems
+from harness.model.shard import parse_shard, select_shard
 from tests.conftest import CliResult, perturb_golden
 
 Cli = Callable[..., CliResult]
@@ -175,7 +175,7 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
 
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    code = ("import time\nfrom harness.commands import progress_bar\n"
+    code = ("import time\nfrom harness.cli.commands import progress_bar\n"
             "with progress_bar(3, quiet=False) as advance:\n"
             "    for _ in range(3):\n        time.sleep(0.15)\n        advance(None)\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdin=terminal, stdout=terminal, stderr=terminal)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.golden import GoldenStore
+from harness.store.golden import GoldenStore
 from tests.conftest import REFERENCE_ID, CliResult, write_suite
 from tests.test_case import notebook_outputs
 
@@ -218,7 +218,7 @@ def test_an_unavailable_backend_asked_for_by_name_is_exit_2(cli: Cli, golden_cop
 
 def test_list_and_help_do_not_import_torch() -> None:
     code = ("import sys, contextlib, io\n"
-            "from harness.cli import main\n"
+            "from harness.cli.parser import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    assert main(['list']) == 0\n"
             "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.compare import TensorStatus, compare_outputs, compare_tensor, ulp_distance
-from harness.tolerance import BITWISE, Tolerance
+from harness.judging.compare import TensorStatus, compare_outputs, compare_tensor, ulp_distance
+from harness.judging.tolerance import BITWISE, Tolerance
 
 LOOSE = Tolerance(atol=1e-6, rtol=1e-5)
 

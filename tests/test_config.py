@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import RnnConfig
+from harness.model.config import RnnConfig
 from harness.errors import ConfigError
 
 

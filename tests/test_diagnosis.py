@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.case import build_case, build_module
-from harness.config import RnnConfig
-from harness.golden import GoldenStore
-from harness.hashing import arrays_sha256
+from harness.model.case import build_case, build_module
+from harness.model.config import RnnConfig
+from harness.store.golden import GoldenStore
+from harness.model.hashing import arrays_sha256
 from tests.conftest import REFERENCE_ID, CliResult
 from tests.doubles import registered_doubles
 

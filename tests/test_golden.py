@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.config import RnnConfig
-from harness.environment import current_environment
+from harness.model.config import RnnConfig
+from harness.model.environment import current_environment
 from harness.errors import GoldenError
-from harness.golden import Golden, GoldenStore
+from harness.store.golden import Golden, GoldenStore
 
 
 def make_golden(value: float = 0.5, config: RnnConfig | None = None) -> Golden:

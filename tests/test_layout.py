@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.case import tensor_axes
-from harness.config import RnnConfig
-from harness.layout import diagnose_layout
+from harness.model.case import tensor_axes
+from harness.model.config import RnnConfig
+from harness.judging.layout import diagnose_layout
 from tests.test_case import notebook_outputs
 
 RNG = np.random.default_rng(0)
@@ -63,8 +63,8 @@ def test_flipping_batch_first_against_a_golden_recorded_without_it_is_diagnosed_
     import dataclasses
 
     from harness.backends import get_backend
-    from harness.case import build_case
-    from harness.engine import RunOptions, case_facts, live_golden, run_cell
+    from harness.model.case import build_case
+    from harness.session.engine import RunOptions, case_facts, live_golden, run_cell
 
     recorded_without = live_golden(build_case(RnnConfig(cell="gru")), threads=1)
     flipped = build_case(dataclasses.replace(RnnConfig(cell="gru"), batch_first=True))

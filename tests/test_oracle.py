@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.case import build_case
-from harness.config import RnnConfig
-from harness.oracle import oracle_outputs
-from harness.suite import load_suite
+from harness.model.case import build_case
+from harness.model.config import RnnConfig
+from harness.judging.oracle import oracle_outputs
+from harness.model.suite import load_suite
 
 DEFAULT_CONFIGS = load_suite().configs
 

@@ -13,14 +13,14 @@ import pytest
 import harness.backends.eager
 import harness.backends.onnx_runtime
 import harness.backends.torchscript
-import harness.plugin_runner
-from harness.golden import GoldenStore
+import harness.session.plugin_runner
+from harness.store.golden import GoldenStore
 from tests.conftest import COMMITTED_GOLDEN, REFERENCE_ID, perturb_golden
 
 # pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice
 # in one process, so everything the plugin imports is imported here, outside the inner runs.
 IMPORTED_OUTSIDE = (harness.backends.eager, harness.backends.onnx_runtime, harness.backends.torchscript,
-                    harness.plugin_runner)
+                    harness.session.plugin_runner)
 
 FAST = ("--harness-backends", "eager,onnxruntime-legacy")
 SELECTED = ("rnn-h8-s0", "gru-h8-s0", "lstm-h8-p4-s0")
@@ -139,8 +139,8 @@ def test_a_user_project_adopts_the_fixture(pytester: pytest.Pytester) -> None:
     arrays["h_n"][1, 0, 4] += np.float32(5e-4)
     import json
 
-    from harness.golden import atomic_write, npz_bytes
-    from harness.hashing import array_sha256
+    from harness.store.golden import atomic_write, npz_bytes
+    from harness.model.hashing import array_sha256
     document = json.loads(manifest.read_text())
     document["tensors"]["h_n"]["sha256"] = array_sha256(arrays["h_n"])
     atomic_write(tensors_file, npz_bytes(arrays))

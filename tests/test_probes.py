@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import probes
-from harness.config import RnnConfig
-from harness.probes import ProbeOptions, run_probes
+from harness.session import probes
+from harness.model.config import RnnConfig
+from harness.session.probes import ProbeOptions, run_probes
 from tests.conftest import REFERENCE_ID, CliResult
 from tests.doubles import registered_doubles
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.compare import compare_tensor
-from harness.statistics import histogram_lines
-from harness.tolerance import Tolerance
+from harness.judging.compare import compare_tensor
+from harness.judging.statistics import histogram_lines
+from harness.judging.tolerance import Tolerance
 
 
 def drifted() -> tuple[np.ndarray, np.ndarray]:

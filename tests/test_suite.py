@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SuiteError, UnknownNameError
-from harness.suite import REFERENCE_CONFIG, load_suite
+from harness.model.suite import REFERENCE_CONFIG, load_suite
 from tests.conftest import write_suite
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.compare import TensorStatus, compare_tensor
-from harness.tolerance import BITWISE, Tolerance, TolerancePolicy
+from harness.judging.compare import TensorStatus, compare_tensor
+from harness.judging.tolerance import BITWISE, Tolerance, TolerancePolicy
 
 BACKENDS = ["eager", "torchscript-script", "onnxruntime-legacy", "onnxruntime-dynamo", "eager-cuda"]
 

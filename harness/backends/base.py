@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from harness.config import RnnConfig
+from harness.model.config import RnnConfig
 
 if TYPE_CHECKING:  # the protocol must not import torch: `harness list` and `--help` stay fast
-    from harness.case import Case
+    from harness.model.case import Case
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,8 +17,8 @@ import numpy as np
 
 from harness.backends.base import Availability
 from harness.backends.wrappers import flat_module_for
-from harness.case import Case
-from harness.config import RnnConfig
+from harness.model.case import Case
+from harness.model.config import RnnConfig
 
 Exporter = Literal["legacy", "dynamo"]
 OPSET = {"legacy": 17, "dynamo": 18}  # the dynamo exporter exports 18 and converts down when asked for less

@@ -9,8 +9,8 @@ import torch
 from harness.backends.base import Availability
 from harness.backends.eager import TorchModel
 from harness.backends.wrappers import flat_module_for
-from harness.case import Case
-from harness.config import RnnConfig
+from harness.model.case import Case
+from harness.model.config import RnnConfig
 
 Mode = Literal["script", "trace"]
 

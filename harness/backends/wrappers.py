@@ -8,7 +8,7 @@ exporters want flat tuples; these wrappers serve eager, TorchScript and both ONN
 import torch
 from torch import Tensor
 
-from harness.case import Case
+from harness.model.case import Case
 
 
 class Stateless(torch.nn.Module):

@@ -11,15 +11,15 @@ import numpy as np
 from harness.backends import REFERENCE_BACKEND, get_backend
 from harness.backends.base import Backend
 from harness.backends.capture import first_line
-from harness.case import Case, build_case
-from harness.compare import TensorStatus, compare_outputs
-from harness.config import RnnConfig
-from harness.engine import DEFAULT_THREADS, environment_now, execute, pinned_threads, resolve_backends
-from harness.environment import environment_differences, utc_now
+from harness.model.case import Case, build_case
+from harness.judging.compare import TensorStatus, compare_outputs
+from harness.model.config import RnnConfig
+from harness.session.engine import DEFAULT_THREADS, environment_now, execute, pinned_threads, resolve_backends
+from harness.model.environment import environment_differences, utc_now
 from harness.errors import GoldenError
-from harness.golden import Golden, GoldenStore
-from harness.hashing import arrays_sha256
-from harness.tolerance import BITWISE
+from harness.store.golden import Golden, GoldenStore
+from harness.model.hashing import arrays_sha256
+from harness.judging.tolerance import BITWISE
 
 Outputs = dict[str, np.ndarray] | None
 

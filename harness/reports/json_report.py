@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.compare import OracleDistance, TensorComparison
-from harness.probe_report import probe_documents
-from harness.probes import ProbeResult
-from harness.results import CellResult, RunReport, Verdict
+from harness.judging.compare import OracleDistance, TensorComparison
+from harness.reports.probes import probe_documents
+from harness.session.probes import ProbeResult
+from harness.judging.results import CellResult, RunReport, Verdict
 
 SCHEMA = "harness.report/1"
 
@@ -128,7 +128,7 @@ def write_json(report: RunReport, path: Path, probes: tuple[ProbeResult, ...] = 
 def _validator() -> Any:
     import jsonschema
 
-    schema = json.loads(resources.files("harness.schemas").joinpath("report.schema.json").read_text("utf-8"))
+    schema = json.loads(resources.files("harness.reports.schemas").joinpath("report.schema.json").read_text("utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.config import RnnConfig
+from harness.model.config import RnnConfig
 from harness.errors import ConfigError, SuiteError, UnknownNameError
 
 REFERENCE_CONFIG = RnnConfig()
@@ -42,7 +42,7 @@ class Suite:
 
 
 def default_suite_path() -> Path:
-    return Path(str(resources.files("harness.suites").joinpath(DEFAULT_SUITE_NAME)))
+    return Path(str(resources.files("harness.model.suites").joinpath(DEFAULT_SUITE_NAME)))
 
 
 def load_suite(path: Path | None = None) -> Suite:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.compare import OracleDistance, TensorComparison, TensorStatus
-from harness.results import CellResult, RunReport, Verdict
-from harness.statistics import ErrorStatistics, histogram_lines
+from harness.judging.compare import OracleDistance, TensorComparison, TensorStatus
+from harness.judging.results import CellResult, RunReport, Verdict
+from harness.judging.statistics import ErrorStatistics, histogram_lines
 
 PAST_MARKS = {"unchanged": "=", "new": "?"}
 LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "

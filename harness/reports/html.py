@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from html import escape
 
-from harness.merge import MergedReport
-from harness.report import cell_text, failure_lines, summary_line
-from harness.results import CellResult, RunReport, Verdict
+from harness.reports.merge import MergedReport
+from harness.reports.terminal import cell_text, failure_lines, summary_line
+from harness.judging.results import CellResult, RunReport, Verdict
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.config import RnnConfig
-from harness.oracle import Variant
+from harness.model.config import RnnConfig
+from harness.judging.oracle import Variant
 
 GROWTH_FACTOR = 10.0  # last-quarter error this many times the first quarter's: a recurrence bug
 PITFALL_MATCH = 1e-5

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import RnnConfig
-from harness.environment import Environment
+from harness.model.config import RnnConfig
+from harness.model.environment import Environment
 from harness.errors import ConfigError, GoldenError
-from harness.hashing import array_sha256, arrays_sha256
+from harness.model.hashing import array_sha256, arrays_sha256
 
 SCHEMA = "harness.golden/1"
 BACKEND_SEPARATOR = "/"

@@ -14,15 +14,15 @@ import numpy as np
 from harness.backends import REFERENCE_BACKEND, expand_backend_names, get_backend
 from harness.backends.base import Backend
 from harness.backends.capture import captured_upstream_messages, first_line
-from harness.case import Case, build_case
-from harness.config import RnnConfig
-from harness.environment import Environment, current_environment, environment_differences, utc_now
+from harness.model.case import Case, build_case
+from harness.model.config import RnnConfig
+from harness.model.environment import Environment, current_environment, environment_differences, utc_now
 from harness.errors import BackendUnavailableError, GoldenError
-from harness.golden import Golden, GoldenStore
-from harness.judge import CaseFacts, Execution, judge_cell
-from harness.oracle import Variant, oracle_outputs
-from harness.results import CellResult, RunReport, Verdict
-from harness.tolerance import TolerancePolicy
+from harness.store.golden import Golden, GoldenStore
+from harness.judging.judge import CaseFacts, Execution, judge_cell
+from harness.judging.oracle import Variant, oracle_outputs
+from harness.judging.results import CellResult, RunReport, Verdict
+from harness.judging.tolerance import TolerancePolicy
 
 DEFAULT_THREADS = 1  # bitwise results depend on the intra-op thread count: pin it (FINDINGS.md)
 

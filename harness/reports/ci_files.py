@@ -6,9 +6,9 @@ import os
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from harness.merge import MergedReport
-from harness.report import cell_text, failure_lines, summary_line
-from harness.results import RunReport, Verdict
+from harness.reports.merge import MergedReport
+from harness.reports.terminal import cell_text, failure_lines, summary_line
+from harness.judging.results import RunReport, Verdict
 
 SKIPPED = (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE)
 

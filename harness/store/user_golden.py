@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.compare import compare_outputs
-from harness.environment import current_environment, utc_now
+from harness.judging.compare import compare_outputs
+from harness.model.environment import current_environment, utc_now
 from harness.errors import GoldenError
-from harness.golden import read_tensors, tensor_entries, verify_tensors, write_golden_files
-from harness.report import tensor_lines
-from harness.tolerance import Tolerance, TolerancePolicy
+from harness.store.golden import read_tensors, tensor_entries, verify_tensors, write_golden_files
+from harness.reports.terminal import tensor_lines
+from harness.judging.tolerance import Tolerance, TolerancePolicy
 
 SCHEMA = "harness.user-golden/1"
 OUTPUT_NAMES = ("output", "h_n", "c_n")

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.case import build_case
-from harness.engine import RunOptions, case_facts, load_matching_golden, pinned_threads, run_cell
+from harness.model.case import build_case
+from harness.session.engine import RunOptions, case_facts, load_matching_golden, pinned_threads, run_cell
 from harness.errors import GoldenError
-from harness.golden import GoldenStore
-from harness.record import record_golden
-from harness.report import failure_lines
-from harness.results import Verdict
-from harness.suite import load_suite
-from harness.user_golden import check_user_golden
+from harness.store.golden import GoldenStore
+from harness.session.record import record_golden
+from harness.reports.terminal import failure_lines
+from harness.judging.results import Verdict
+from harness.model.suite import load_suite
+from harness.store.user_golden import check_user_golden
 
 if TYPE_CHECKING:
     from harness.pytest_plugin import PluginState
@@ -84,7 +84,7 @@ class GoldenChecker:
     def check(self, name: str, outputs: Any, *, atol: float | None = None, rtol: float | None = None) -> None:
         """Fail the test with a harness-style report unless outputs match golden `name`."""
         __tracebackhide__ = True
-        from harness.tolerance import Tolerance
+        from harness.judging.tolerance import Tolerance
 
         if (atol is None) != (rtol is None):
             raise ValueError("atol and rtol go together: give both or neither")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.config import RnnConfig
-from harness.hashing import arrays_sha256
+from harness.model.config import RnnConfig
+from harness.model.hashing import arrays_sha256
 
 HELLO_VOCABULARY = {"h": [1, 0, 0, 0], "e": [0, 1, 0, 0], "l": [0, 0, 1, 0], "o": [0, 0, 0, 1]}
 HELLO_WORDS = ("hello", "olleh", "lleel")  # the notebook's three rows: (3, 5, 4), sequence-first

@@ -74,8 +74,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not config.getoption("--harness"):
         return
     from harness.backends import DEFAULT_BACKENDS, expand_backend_names
-    from harness.shard import parse_shard, select_shard
-    from harness.suite import load_suite
+    from harness.model.shard import parse_shard, select_shard
+    from harness.model.suite import load_suite
 
     state = config.stash[STATE]
     try:
@@ -120,7 +120,7 @@ class HarnessItem(pytest.Item):
         self.add_marker("harness")
 
     def runtest(self) -> None:
-        from harness.plugin_runner import run_item
+        from harness.session.plugin_runner import run_item
 
         outcome = run_item(self.config.stash[STATE], self.config_id, self.backend)
         if outcome.skip:
@@ -144,7 +144,7 @@ class HarnessItem(pytest.Item):
 @pytest.fixture
 def rnn_golden(request: pytest.FixtureRequest) -> Any:
     """Check your own seeded module's outputs against a golden: `rnn_golden.check("name", outputs)`."""
-    from harness.plugin_runner import GoldenChecker
+    from harness.session.plugin_runner import GoldenChecker
 
     return GoldenChecker(request.config.stash[STATE])
 
@@ -168,8 +168,8 @@ def _stale_lines(config: pytest.Config) -> list[str]:
     """Goldens in the directory that no config of the suite uses (independent of -k, shards, xdist)."""
     if not config.getoption("--harness"):
         return []
-    from harness.golden import GoldenStore
-    from harness.suite import load_suite
+    from harness.store.golden import GoldenStore
+    from harness.model.suite import load_suite
 
     state = config.stash[STATE]
     try:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.statistics import ErrorStatistics, error_statistics
-from harness.tolerance import Tolerance
+from harness.judging.statistics import ErrorStatistics, error_statistics
+from harness.judging.tolerance import Tolerance
 
 
 class TensorStatus(enum.Enum):
@@ -42,7 +42,7 @@ class TensorComparison:
     worst_index: tuple[int, ...] | None = None
     worst_expected: float | None = None
     worst_actual: float | None = None
-    diagnosis: str = ""  # for layout problems: the explanation that fits (harness.layout)
+    diagnosis: str = ""  # for layout problems: the explanation that fits (harness.judging.layout)
     statistics: ErrorStatistics | None = None  # for compared values that are not bitwise equal
 
     @property

@@ -18,12 +18,12 @@ import numpy as np
 
 from harness.backends.base import Backend, PreparedModel
 from harness.backends.capture import captured_upstream_messages, first_line
-from harness.case import Case, build_case, build_module, weights_sha256
-from harness.compare import compare_outputs
-from harness.config import RnnConfig
-from harness.engine import pinned_threads, resolve_backends
-from harness.hashing import arrays_sha256
-from harness.tolerance import BITWISE
+from harness.model.case import Case, build_case, build_module, weights_sha256
+from harness.judging.compare import compare_outputs
+from harness.model.config import RnnConfig
+from harness.session.engine import pinned_threads, resolve_backends
+from harness.model.hashing import arrays_sha256
+from harness.judging.tolerance import BITWISE
 
 PROBES = ("repeat", "fresh-process", "seed", "torch-threads", "deterministic", "ort-threads", "ort-optimization")
 # Probes of settings the harness pins (threads, ORT optimisation) or may toggle (deterministic mode): a
@@ -201,7 +201,7 @@ def _deterministic_algorithms() -> Iterator[None]:
 
 def _start_workers(configs: Sequence[RnnConfig], backends: list[str], options: ProbeOptions,
                    suite_path: Path | None) -> list[subprocess.Popen[str]]:
-    command = [sys.executable, "-m", "harness.probe_worker", "--threads", str(options.threads)]
+    command = [sys.executable, "-m", "harness.session.probe_worker", "--threads", str(options.threads)]
     command += ["--suite", str(suite_path)] if suite_path else []
     command += [flag for config in configs for flag in ("--config", config.id)]
     command += [flag for backend in backends for flag in ("--backend", backend)]

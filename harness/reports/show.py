@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import tensor_axes
-from harness.golden import Golden
-from harness.hashing import array_sha256
+from harness.model.case import tensor_axes
+from harness.store.golden import Golden
+from harness.model.hashing import array_sha256
 
 MAX_PRINTED_ELEMENTS = 400
 

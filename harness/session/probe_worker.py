@@ -1,4 +1,4 @@
-"""`python -m harness.probe_worker`: the fresh interpreter of the fresh-process probe.
+"""`python -m harness.session.probe_worker`: the fresh interpreter of the fresh-process probe.
 
 Computes every selected config x backend once and prints one JSON line each:
 {"config": id, "backend": name, "sha256": hex or "error: ..."}.
@@ -13,14 +13,14 @@ from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.capture import first_line
-from harness.case import build_case
-from harness.engine import execute, pinned_threads
-from harness.hashing import arrays_sha256
-from harness.suite import load_suite
+from harness.model.case import build_case
+from harness.session.engine import execute, pinned_threads
+from harness.model.hashing import arrays_sha256
+from harness.model.suite import load_suite
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.probe_worker")
+    parser = argparse.ArgumentParser(prog="python -m harness.session.probe_worker")
     parser.add_argument("--suite", type=Path)
     parser.add_argument("--config", action="append", default=[])
     parser.add_argument("--backend", action="append", default=[])

@@ -6,8 +6,8 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from harness.probes import PROBES, ProbeResult
-from harness.report import text_table
+from harness.session.probes import PROBES, ProbeResult
+from harness.reports.terminal import text_table
 
 SCHEMA = "harness.probes/1"
 

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.case import tensor_axes
-from harness.compare import TensorComparison, TensorStatus, compare_outputs, oracle_distance, ulp_distance
-from harness.config import RnnConfig
-from harness.golden import Golden
-from harness.hashing import arrays_sha256
-from harness.layout import diagnose_layout
-from harness.oracle import Variant
-from harness.results import Cause, CellResult, PastComparison, Verdict
-from harness.rnn_checks import (
+from harness.model.case import tensor_axes
+from harness.judging.compare import TensorComparison, TensorStatus, compare_outputs, oracle_distance, ulp_distance
+from harness.model.config import RnnConfig
+from harness.store.golden import Golden
+from harness.model.hashing import arrays_sha256
+from harness.judging.layout import diagnose_layout
+from harness.judging.oracle import Variant
+from harness.judging.results import Cause, CellResult, PastComparison, Verdict
+from harness.judging.rnn_checks import (
     argmax_changes,
     check_invariants,
     growth_line,
@@ -24,7 +24,7 @@ from harness.rnn_checks import (
     state_error_line,
     step_errors,
 )
-from harness.tolerance import BITWISE, Tolerance
+from harness.judging.tolerance import BITWISE, Tolerance
 
 Outputs = dict[str, np.ndarray]
 

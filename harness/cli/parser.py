@@ -10,9 +10,9 @@ from pathlib import Path
 
 from harness import __version__
 from harness.backends import CUDA_BACKENDS, DEFAULT_BACKENDS
-from harness.commands import COMMANDS
+from harness.cli.commands import COMMANDS
 from harness.errors import EXIT_OK, HarnessError
-from harness.golden import default_golden_dir
+from harness.store.golden import default_golden_dir
 
 
 def build_parser() -> argparse.ArgumentParser:

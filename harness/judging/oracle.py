@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.config import RnnConfig
+from harness.model.config import RnnConfig
 
 Weights = dict[str, np.ndarray]
 Array = np.ndarray

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from harness.compare import OracleDistance, TensorComparison
-from harness.environment import Environment
+from harness.judging.compare import OracleDistance, TensorComparison
+from harness.model.environment import Environment
 from harness.errors import EXIT_DRIFT, EXIT_OK
-from harness.tolerance import Tolerance
+from harness.judging.tolerance import Tolerance
 
 
 class Verdict(enum.Enum):

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
-from harness.report import text_table
-from harness.report_json import schema_problems
+from harness.reports.terminal import text_table
+from harness.reports.json_report import schema_problems
 
 MERGED_SCHEMA = "harness.merged/1"
 NOT_COMPUTED = ("unsupported", "slow", "unavailable", "ERROR")

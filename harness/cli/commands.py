@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.backends import CUDA_BACKENDS, DEFAULT_BACKENDS
-from harness.config import RnnConfig
+from harness.model.config import RnnConfig
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
-from harness.golden import GoldenStore, default_golden_dir
-from harness.suite import Suite, load_suite
-from harness.tolerance import BITWISE, Tolerance, TolerancePolicy
+from harness.store.golden import GoldenStore, default_golden_dir
+from harness.model.suite import Suite, load_suite
+from harness.judging.tolerance import BITWISE, Tolerance, TolerancePolicy
 
 if TYPE_CHECKING:
-    from harness.probes import ProbeResult
-    from harness.results import RunReport
+    from harness.session.probes import ProbeResult
+    from harness.judging.results import RunReport
 
 
 def _suite(args: argparse.Namespace) -> Suite:
@@ -45,9 +45,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
     from harness.backends import expand_backend_names
-    from harness.engine import RunOptions, run_suite
-    from harness.report import report_lines
-    from harness.shard import parse_shard, select_shard
+    from harness.session.engine import RunOptions, run_suite
+    from harness.reports.terminal import report_lines
+    from harness.model.shard import parse_shard, select_shard
 
     options = RunOptions(
         backends=tuple(args.backend or _default_backends()),
@@ -74,9 +74,9 @@ def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
 
 
 def _write_run_files(args: argparse.Namespace, report: RunReport, probes: tuple[ProbeResult, ...]) -> None:
-    from harness.report_files import junit_xml, run_markdown
-    from harness.report_html import run_html
-    from harness.report_json import write_json
+    from harness.reports.ci_files import junit_xml, run_markdown
+    from harness.reports.html import run_html
+    from harness.reports.json_report import write_json
 
     if args.json:
         write_json(report, args.json, probes=probes)
@@ -86,9 +86,9 @@ def _write_run_files(args: argparse.Namespace, report: RunReport, probes: tuple[
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from harness.merge import merge_lines, merge_reports, merged_document
-    from harness.report_files import merge_markdown
-    from harness.report_html import merge_html
+    from harness.reports.merge import merge_lines, merge_reports, merged_document
+    from harness.reports.ci_files import merge_markdown
+    from harness.reports.html import merge_html
 
     merged = merge_reports(args.reports)
     print("\n".join(merge_lines(merged)))
@@ -115,7 +115,7 @@ def _write_files(outputs: list[tuple[Path | None, Callable[[], str | bytes]]], e
 
 def _write_summary(path: Path | None, render: Callable[[], str]) -> None:
     """The Markdown summary: to path when asked, and to $GITHUB_STEP_SUMMARY whenever it is set."""
-    from harness.report_files import write_markdown
+    from harness.reports.ci_files import write_markdown
 
     if path is not None or os.environ.get("GITHUB_STEP_SUMMARY"):
         places = write_markdown(render(), path)
@@ -135,7 +135,7 @@ def progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[object], None
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from harness.probe_report import SCHEMA, probe_documents
+    from harness.reports.probes import SCHEMA, probe_documents
 
     configs = _suite(args).select(args.config)
     results = _run_probes(args, configs)
@@ -145,12 +145,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _run_probes(args: argparse.Namespace, configs: tuple[RnnConfig, ...]) -> tuple[ProbeResult, ...]:
-    from harness.probe_report import probe_lines
-    from harness.probes import ProbeOptions, run_probes
+    from harness.reports.probes import probe_lines
+    from harness.session.probes import ProbeOptions, run_probes
 
     if args.repeats < 1:
         raise HarnessError(f"--repeats must be at least 1, got {args.repeats}")
-    from harness.engine import resolve_backends
+    from harness.session.engine import resolve_backends
 
     backends = tuple(args.backend or _default_backends())
     resolve_backends(backends, required=bool(args.backend))
@@ -167,7 +167,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from harness.record import record_golden
+    from harness.session.record import record_golden
 
     store = _store(args)
     configs = _suite(args).select(args.config)
@@ -195,7 +195,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from harness.show import show_document, show_lines
+    from harness.reports.show import show_document, show_lines
 
     store = _store(args)
     config_id = args.config_id
@@ -210,7 +210,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from harness.engine import environment_now
+    from harness.session.engine import environment_now
 
     environment = environment_now(_threads(args))
     if args.json:

@@ -1,0 +1,1 @@
+"""The store room: the only code that knows golden file paths and formats."""
