@@ -11,9 +11,9 @@ import numpy as np
 from harness.backends import register_backend, unregister_backend
 from harness.backends.base import Availability
 from harness.backends.eager import EagerBackend
+from harness.judging.oracle import Variant, oracle_outputs
 from harness.model.case import Case
 from harness.model.config import RnnConfig
-from harness.judging.oracle import Variant, oracle_outputs
 
 Outputs = dict[str, np.ndarray]
 

@@ -7,11 +7,11 @@ import pytest
 
 from harness.backends import backend_names, get_backend
 from harness.backends.capture import captured_upstream_messages
-from harness.model.case import build_case
-from harness.judging.compare import compare_outputs
-from harness.model.config import RnnConfig
 from harness.errors import UnknownNameError
-from harness.judging.tolerance import TolerancePolicy
+from harness.judging.compare import compare_outputs
+from harness.model.case import build_case
+from harness.model.config import RnnConfig
+from harness.model.tolerance import TolerancePolicy
 
 CPU_BACKENDS = ["torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo"]
 SPREAD = [

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.model.case import build_case, build_inputs, build_module, hello_batch, tensor_axes
+from harness.model.axes import tensor_axes
+from harness.model.case import build_case, build_inputs, build_module, hello_batch
 from harness.model.config import RnnConfig
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.reports.json_report import schema_problems
 from harness.model.shard import parse_shard, select_shard
+from harness.reports.json_report import schema_problems
 from tests.conftest import CliResult, perturb_golden
 
 Cli = Callable[..., CliResult]
@@ -118,7 +118,7 @@ def test_markdown_goes_to_the_github_step_summary(cli: Cli, golden: Path, tmp_pa
     result = cli("run", "--config", "rnn-h8-s0", "--backend", "eager", "--golden-dir", str(golden))
     assert result.exit_code == 0
     text = summary.read_text()
-    assert text.startswith("earlier step\n## harness: OK: 1 cells")
+    assert text.startswith("earlier step\n## harness: OK: 1 cell: 1 identical")
     assert "| `rnn-h8-s0` | identical (=) |" in text
 
 

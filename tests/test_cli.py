@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -91,11 +92,43 @@ def test_truncated_golden_is_exit_2_with_one_line_naming_the_file(
     assert str(tensors) in result.err and "corrupt golden tensors file" in result.err
 
 
-def test_missing_golden_is_exit_2(cli: Cli, tmp_path: Path) -> None:
-    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(tmp_path))
+def test_a_missing_golden_is_a_missing_cell_and_every_other_cell_is_judged(
+    cli: Cli, golden_copy: Callable[..., Path]
+) -> None:
+    golden = golden_copy(REFERENCE_ID)  # gru-h8-s0 has no golden here
+    result = cli("run", "--config", REFERENCE_ID, "--config", "gru-h8-s0", "--golden-dir", str(golden),
+                 "--backend", "eager")
     assert result.exit_code == 2
-    assert result.err.strip() == (f"harness: error: {tmp_path / (REFERENCE_ID + '.json')}: no golden for this config; "
-                                  f"record one with `harness record --config {REFERENCE_ID}`")
+    assert re.search(rf"^{REFERENCE_ID}\s+identical", result.out, re.MULTILINE)
+    assert re.search(r"^gru-h8-s0\s+MISSING", result.out, re.MULTILINE)
+    assert f"record them: harness record --golden-dir {golden} --config gru-h8-s0" in result.out
+    assert "1 identical, 1 MISSING" in result.out and "exit 2" in result.out
+
+
+def test_hints_keep_the_users_own_suite_and_golden_dir(cli: Cli, tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "mine.toml", 'cell = "lstm"\nbatch_first = true\nseed = 6')
+    golden = tmp_path / "goldens"
+    golden.mkdir()
+    result = cli("run", "--suite", str(suite), "--golden-dir", str(golden), "--backend", "eager")
+    assert result.exit_code == 2
+    hint = next(line for line in result.out.splitlines() if "record them:" in line).split("record them: ")[1]
+    assert hint == (f"harness record --suite {suite} --golden-dir {golden} --config rnn-h8-s0 "
+                    "--config lstm-h8-bf-s6")
+    pasted = cli(*hint.split()[1:], "--reference-only")  # pasted as written, it works
+    assert pasted.exit_code == 0, pasted.err
+    assert cli("run", "--suite", str(suite), "--golden-dir", str(golden), "--backend", "eager").exit_code == 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_golden_dir_that_is_missing_or_a_file_is_named_as_such(cli: Cli, tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "nowhere"
+    if kind == "file":
+        target.write_text("not a directory", encoding="utf-8")
+    for command in (["run", "--config", REFERENCE_ID], ["prune"], ["show", REFERENCE_ID]):
+        result = cli(*command, "--golden-dir", str(target))
+        expected = "does not exist" if kind == "missing" else "is not a directory"
+        assert result.exit_code == 2, command
+        assert result.err.startswith(f"harness: error: golden directory {target} {expected}"), (command, result.err)
 
 
 @pytest.mark.parametrize(
@@ -181,7 +214,7 @@ def test_show_text_and_list_and_env(cli: Cli) -> None:
 def test_tolerance_options_must_come_together(cli: Cli, golden_copy: Callable[..., Path]) -> None:
     golden = golden_copy(REFERENCE_ID)
     result = cli("run", "--golden-dir", str(golden), "--config", REFERENCE_ID, "--atol", "1e-3")
-    assert result.exit_code == 2 and "--atol and --rtol go together" in result.err
+    assert result.exit_code == 2 and "--atol/--rtol: atol and rtol go together" in result.err
     bitwise = cli("run", "--golden-dir", str(golden), "--config", REFERENCE_ID, *FAST, "--bitwise")
     assert bitwise.exit_code == 1 and "x onnxruntime-legacy: DRIFT (tolerance bitwise)" in bitwise.out
 

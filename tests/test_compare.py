@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.judging.compare import TensorStatus, compare_outputs, compare_tensor, ulp_distance
-from harness.judging.tolerance import BITWISE, Tolerance
+from harness.judging.compare import compare_outputs, compare_tensor, ulp_distance
+from harness.model.tolerance import BITWISE, Tolerance
+from harness.verdicts import TensorStatus
 
 LOOSE = Tolerance(atol=1e-6, rtol=1e-5)
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.model.config import RnnConfig
 from harness.errors import ConfigError
+from harness.model.config import RnnConfig
 
 
 def test_reference_config_is_the_notebook_case() -> None:

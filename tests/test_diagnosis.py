@@ -13,8 +13,8 @@ import torch
 
 from harness.model.case import build_case, build_module
 from harness.model.config import RnnConfig
-from harness.store.golden import GoldenStore
 from harness.model.hashing import arrays_sha256
+from harness.store.golden import GoldenStore
 from tests.conftest import REFERENCE_ID, CliResult
 from tests.doubles import registered_doubles
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.model.case import tensor_axes
-from harness.model.config import RnnConfig
 from harness.judging.layout import diagnose_layout
+from harness.model.axes import tensor_axes
+from harness.model.config import RnnConfig
 from tests.test_case import notebook_outputs
 
 RNG = np.random.default_rng(0)
@@ -64,11 +64,18 @@ def test_flipping_batch_first_against_a_golden_recorded_without_it_is_diagnosed_
 
     from harness.backends import get_backend
     from harness.model.case import build_case
-    from harness.session.engine import RunOptions, case_facts, live_golden, run_cell
+    from harness.model.tolerance import TolerancePolicy
+    from harness.session.core import Session
+    from harness.session.execution import case_facts, judged_cell
+    from harness.session.settings import Settings
 
-    recorded_without = live_golden(build_case(RnnConfig(cell="gru")), threads=1)
+    recorded_without = Session(Settings(live_reference=True)).golden(RnnConfig(cell="gru"))
+    assert recorded_without is not None
     flipped = build_case(dataclasses.replace(RnnConfig(cell="gru"), batch_first=True))
-    cell = run_cell(flipped, case_facts(flipped), get_backend("eager"), recorded_without, RunOptions(backends=()))
+    tolerance = TolerancePolicy().for_cell("eager", "float32")
+    with Session().pinned():  # the golden was computed with one thread, and GRU bits depend on it
+        cell = judged_cell(flipped, case_facts(flipped), get_backend("eager"), recorded_without, tolerance,
+                           include_slow=False)
     output = next(t for t in cell.tensors if t.name == "output")
     assert cell.verdict.value == "SHAPE"
     assert (output.expected_shape, output.actual_shape) == ((3, 5, 8), (5, 3, 8))

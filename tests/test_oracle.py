@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from harness.judging.oracle import oracle_outputs
 from harness.model.case import build_case
 from harness.model.config import RnnConfig
-from harness.judging.oracle import oracle_outputs
 from harness.model.suite import load_suite
 
 DEFAULT_CONFIGS = load_suite().configs

@@ -13,16 +13,20 @@ import pytest
 import harness.backends.eager
 import harness.backends.onnx_runtime
 import harness.backends.torchscript
-import harness.session.plugin_runner
+import harness.pytest_plugin.fixture
+import harness.pytest_plugin.items
+import harness.session.core
+import harness.session.fixture
 from harness.store.golden import GoldenStore
 from tests.conftest import COMMITTED_GOLDEN, REFERENCE_ID, perturb_golden
 
 # pytester's in-process runs drop modules first imported inside them; torch cannot be imported twice
 # in one process, so everything the plugin imports is imported here, outside the inner runs.
 IMPORTED_OUTSIDE = (harness.backends.eager, harness.backends.onnx_runtime, harness.backends.torchscript,
-                    harness.session.plugin_runner)
+                    harness.pytest_plugin.fixture, harness.pytest_plugin.items, harness.session.core,
+                    harness.session.fixture)
 
-FAST = ("--harness-backends", "eager,onnxruntime-legacy")
+FAST = ("--harness-backend", "eager,onnxruntime-legacy")
 SELECTED = ("rnn-h8-s0", "gru-h8-s0", "lstm-h8-p4-s0")
 K = " or ".join(SELECTED)
 
@@ -53,21 +57,22 @@ def test_items_per_config_and_backend_with_readable_ids_and_junit(pytester: pyte
 def test_a_perturbed_golden_fails_with_the_cli_report(pytester: pytest.Pytester) -> None:
     golden = copy_goldens(pytester.path / "golden", REFERENCE_ID)
     nudge(golden, REFERENCE_ID)
-    result = pytester.runpytest("--harness", "--harness-backends", "eager", "-k", REFERENCE_ID)
+    result = pytester.runpytest("--harness", "--harness-backend", "eager", "-k", REFERENCE_ID)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         f"*{REFERENCE_ID} x eager: DRIFT (tolerance atol=2e-06 rtol=1e-05); cause: compute changed*",
         "*worst at index (0, 1, 2)*",
     ])
-    rerun = pytester.runpytest("--harness", "--harness-backends", "eager", "--lf")
+    rerun = pytester.runpytest("--harness", "--harness-backend", "eager", "--lf")
     rerun.assert_outcomes(failed=1)
 
 
 def test_missing_goldens_fail_until_updated_and_force_rewrites(pytester: pytest.Pytester) -> None:
-    args = ("--harness", "--harness-backends", "eager", "-k", REFERENCE_ID)
+    args = ("--harness", "--harness-backend", "eager", "-k", REFERENCE_ID)
     missing = pytester.runpytest(*args)
     missing.assert_outcomes(failed=1)
-    missing.stdout.fnmatch_lines(["*no golden for this config; record it with pytest --harness --harness-update*"])
+    missing.stdout.fnmatch_lines([f"*no golden *{REFERENCE_ID}.json; record it: pytest --harness --harness-golden-dir *"
+                                  f" --harness-update -k {REFERENCE_ID}*"])
     pytester.runpytest(*args, "--harness-update").assert_outcomes(passed=1)
     golden = pytester.path / "golden"
     nudge(golden, REFERENCE_ID)
@@ -81,11 +86,12 @@ def test_stale_goldens_are_reported_and_fail_under_strict(pytester: pytest.Pytes
     stale = GoldenStore(golden).load(REFERENCE_ID)
     other = dataclasses.replace(stale, config=dataclasses.replace(stale.config, hidden_size=5))
     GoldenStore(golden).write(other)  # rnn-h5-s0: in no suite
-    args = ("--harness", "--harness-backends", "eager", "-k", REFERENCE_ID)
+    args = ("--harness", "--harness-backend", "eager", "-k", REFERENCE_ID)
     lenient = pytester.runpytest(*args)
     lenient.assert_outcomes(passed=1)
     assert lenient.ret == 0
-    lenient.stdout.fnmatch_lines(["*stale goldens*", "*1 golden(s) in * used by no config of the suite*",
+    lenient.stdout.fnmatch_lines(["*stale goldens*",
+                                  "*1 golden in * used by no config of the suite*harness prune*--yes",
                                   "*rnn-h5-s0*"])
     strict = pytester.runpytest(*args, "--harness-strict")
     assert strict.ret == 1
@@ -94,7 +100,7 @@ def test_stale_goldens_are_reported_and_fail_under_strict(pytester: pytest.Pytes
 def test_shards_partition_the_items(pytester: pytest.Pytester) -> None:
     collected = []
     for shard in ("1/3", "2/3", "3/3"):
-        result = pytester.runpytest("--harness", "--harness-backends", "eager", "--harness-shard", shard,
+        result = pytester.runpytest("--harness", "--harness-backend", "eager", "--harness-shard", shard,
                                     "--collect-only", "-q")
         collected.append({line for line in result.outlines if "test_golden[" in line})
     union = set().union(*collected)
@@ -131,7 +137,7 @@ def test_a_user_project_adopts_the_fixture(pytester: pytest.Pytester) -> None:
     first.stdout.fnmatch_lines(["*no golden*my-gru.json; record it with pytest --harness-update*"])
     pytester.runpytest("--harness-update").assert_outcomes(passed=1)
     pytester.runpytest().assert_outcomes(passed=1)
-    golden = pytester.path / "golden"
+    golden = pytester.path / "rnn_golden"  # next to the test file
     tensors_file = next(golden.glob("my-gru.*.npz"))
     manifest = golden / "my-gru.json"
     arrays = dict(np.load(tensors_file))
@@ -139,8 +145,8 @@ def test_a_user_project_adopts_the_fixture(pytester: pytest.Pytester) -> None:
     arrays["h_n"][1, 0, 4] += np.float32(5e-4)
     import json
 
-    from harness.store.golden import atomic_write, npz_bytes
     from harness.model.hashing import array_sha256
+    from harness.store.files import atomic_write, npz_bytes
     document = json.loads(manifest.read_text())
     document["tensors"]["h_n"]["sha256"] = array_sha256(arrays["h_n"])
     atomic_write(tensors_file, npz_bytes(arrays))

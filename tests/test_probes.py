@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.session import probes
 from harness.model.config import RnnConfig
-from harness.session.probes import ProbeOptions, run_probes
+from harness.session import probes
+from harness.session.core import Session
+from harness.session.probes import run_probes
+from harness.session.settings import ProbeSettings, Settings
+from harness.verdicts import ProbeVerdict
 from tests.conftest import REFERENCE_ID, CliResult
 from tests.doubles import registered_doubles
 
@@ -26,8 +29,9 @@ def doubles() -> Iterator[None]:
 
 def test_every_probe_passes_on_the_reference_case_including_fresh_processes() -> None:
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    results = run_probes([RnnConfig()], ProbeOptions(backends=("eager", "onnxruntime-legacy")), None)
-    verdicts = {(r.backend, r.probe): r.verdict for r in results}
+    session = Session(Settings(configs=(REFERENCE_ID,), backends=("eager", "onnxruntime-legacy")))
+    results = run_probes(session, ProbeSettings())
+    verdicts = {(r.backend, r.probe): r.verdict.value for r in results}
     assert verdicts[("eager", "repeat")] == "pass"
     assert verdicts[("eager", "fresh-process")] == "pass"
     assert verdicts[("onnxruntime-legacy", "fresh-process")] == "pass"
@@ -57,7 +61,7 @@ def test_an_ignored_seed_fails_the_seed_probe(monkeypatch: pytest.MonkeyPatch) -
     real_build = probes.build_module
     monkeypatch.setattr(probes, "build_module", lambda config: real_build(RnnConfig(cell=config.cell)))
     result = probes._seed_probe(RnnConfig(seed=3))
-    assert result.verdict == "FAIL" and "the seed is ignored" in result.detail
+    assert result.verdict is ProbeVerdict.FAIL and "the seed is ignored" in result.detail
 
 
 def test_run_with_probes_reports_both(cli: Cli, golden_copy: Callable[..., Path], tmp_path: Path) -> None:

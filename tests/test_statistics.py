@@ -5,7 +5,7 @@ import pytest
 
 from harness.judging.compare import compare_tensor
 from harness.judging.statistics import histogram_lines
-from harness.judging.tolerance import Tolerance
+from harness.model.tolerance import Tolerance
 
 
 def drifted() -> tuple[np.ndarray, np.ndarray]:

@@ -47,11 +47,23 @@ def test_impossible_case_names_file_and_case_number(tmp_path: Path) -> None:
         load_suite(path)
 
 
-def test_reference_case_must_come_first(tmp_path: Path) -> None:
+def test_a_user_suite_may_hold_any_configs(tmp_path: Path) -> None:
     path = tmp_path / "suite.toml"
     path.write_text('[[case]]\ncell = "gru"\n', encoding="utf-8")
+    assert load_suite(path).ids() == ["gru-h8-s0"]
+
+
+def test_a_suite_that_asks_for_the_reference_case_must_start_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text('[suite]\nrequire_reference_case = true\n\n[[case]]\ncell = "gru"\n', encoding="utf-8")
     with pytest.raises(SuiteError, match="case 1 must be the reference notebook case"):
         load_suite(path)
+
+
+def test_the_default_suite_file_asks_for_the_reference_case() -> None:
+    from harness.model.suite import default_suite_path
+
+    assert "require_reference_case = true" in default_suite_path().read_text(encoding="utf-8")
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:

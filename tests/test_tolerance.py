@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.judging.compare import TensorStatus, compare_tensor
-from harness.judging.tolerance import BITWISE, Tolerance, TolerancePolicy
+from harness.judging.compare import compare_tensor
+from harness.model.tolerance import BITWISE, Tolerance, TolerancePolicy
+from harness.verdicts import TensorStatus
 
 BACKENDS = ["eager", "torchscript-script", "onnxruntime-legacy", "onnxruntime-dynamo", "eager-cuda"]
 

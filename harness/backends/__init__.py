@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from harness.backends.base import Backend
-from harness.errors import UnknownNameError
+from harness.errors import BackendUnavailableError, UnknownNameError
 
 ENTRY_POINT_GROUP = "harness.backends"
 
@@ -55,6 +55,27 @@ BUILTIN_BACKENDS: dict[str, Callable[[], Backend]] = {
 REFERENCE_BACKEND = "eager"
 DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
 CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cuda")  # default where CUDA is present
+
+
+def default_backend_names() -> tuple[str, ...]:
+    """What runs when no backend is named: every CPU backend, plus the CUDA ones where CUDA is present."""
+    import torch
+
+    return DEFAULT_BACKENDS + (CUDA_BACKENDS if torch.cuda.is_available() else ())
+
+
+def resolve_backends(names: Sequence[str], *, required: bool) -> tuple[list[Backend], dict[str, str]]:
+    """The named backends (families expanded), and the reason for each one that cannot run here.
+
+    required: the user named them, so one that cannot run is a BackendUnavailableError (exit 2).
+    """
+    backends = [get_backend(name) for name in expand_backend_names(names)]
+    statuses = {backend.name: backend.availability() for backend in backends}
+    unavailable = {name: status.reason for name, status in statuses.items() if not status.available}
+    if required and unavailable:
+        name, reason = next(iter(unavailable.items()))
+        raise BackendUnavailableError(f"backend {name} is unavailable here: {reason}")
+    return backends, unavailable
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:

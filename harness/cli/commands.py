@@ -1,125 +1,106 @@
-"""The subcommands behind `harness`: each parses nothing, calls the library, prints, returns an exit code."""
+"""The subcommands behind `harness`: each takes the parsed option values, calls the session or a
+report, prints, and returns an exit code. Heavy imports (torch) happen only in commands that compute."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from harness.backends import CUDA_BACKENDS, DEFAULT_BACKENDS
-from harness.model.config import RnnConfig
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
-from harness.store.golden import GoldenStore, default_golden_dir
-from harness.model.suite import Suite, load_suite
-from harness.judging.tolerance import BITWISE, Tolerance, TolerancePolicy
+from harness.reports.files import Render, check_output_paths, write_outputs, write_summary
 
 if TYPE_CHECKING:
-    from harness.session.probes import ProbeResult
-    from harness.judging.results import RunReport
+    from harness.judging.results import ProbeResult
+    from harness.session.core import Session
+
+Values = dict[str, Any]
+REPORT_FILES = ("json", "junit", "markdown", "html")
 
 
-def _suite(args: argparse.Namespace) -> Suite:
-    return load_suite(args.suite)
+def _session(values: Values, **overrides: Any) -> Session:
+    from harness.session.core import Session
+    from harness.session.settings import settings_from
+
+    return Session(settings_from(values, **overrides))
 
 
-def _store(args: argparse.Namespace) -> GoldenStore:
-    return GoldenStore(args.golden_dir or default_golden_dir())
+def cmd_list(values: Values) -> int:
+    from harness.model.config import RnnConfig
+    from harness.model.suite import load_suite
 
-
-def cmd_list(args: argparse.Namespace) -> int:
-    suite = _suite(args)
+    suite = load_suite(values["suite"])
     reference = RnnConfig().to_dict()
     width = max(len(config_id) for config_id in suite.ids())
     for config in suite.configs:
         fields = ", ".join(f"{key}={value}" for key, value in config.to_dict().items()
                            if value != reference[key] or key == "cell")
-        print(f"{config.id.ljust(width)}  {config.content_hash[:12]}  {fields}")
+        tolerance = suite.tolerances.get(config.id)
+        own = f"  (tolerance {tolerance.describe()})" if tolerance else ""
+        print(f"{config.id.ljust(width)}  {config.content_hash[:12]}  {fields}{own}")
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace, *, live_reference: bool = False) -> int:
-    from harness.backends import expand_backend_names
-    from harness.session.engine import RunOptions, run_suite
+def cmd_run(values: Values, *, live_reference: bool = False) -> int:
     from harness.reports.terminal import report_lines
-    from harness.model.shard import parse_shard, select_shard
 
-    options = RunOptions(
-        backends=tuple(args.backend or _default_backends()),
-        include_slow=args.all,
-        policy=_tolerance_policy(args),
-        threads=_threads(args),
-        require_available=bool(args.backend),
-        live_reference=live_reference,
-    )
-    suite = _suite(args)
-    store = GoldenStore(default_golden_dir()) if live_reference else _store(args)
-    configs = suite.select(args.config)
-    shard = ""
-    if args.shard:
-        index, count = parse_shard(args.shard)
-        configs, shard = select_shard(configs, index, count), f"{index}/{count}"
-    with progress_bar(len(configs) * len(expand_backend_names(options.backends)), quiet=args.quiet) as advance:
-        report = run_suite(configs, store, options, suite_source=suite.source, on_cell=advance)
-    report = dataclasses.replace(report, label=args.label, shard=shard)
-    print("\n".join(report_lines(report)))
-    probes = _run_probes(args, configs) if args.probes else ()
-    _write_run_files(args, report, probes)
+    check_output_paths(values.get(name) for name in REPORT_FILES)
+    session = _session(values, live_reference=live_reference)
+    probe_settings = _probe_settings(values) if values["probes"] else None
+    total = len(session.configs) * len(session.backend_names)
+    with progress_bar(total, quiet=values["quiet"]) as advance:
+        report = session.run(on_cell=advance)
+    print("\n".join(report_lines(report, verbose=values["verbose"])))
+    probes = _run_probes(session, probe_settings) if probe_settings else ()
+    _write_run_files(values, report, probes)
     return max(report.exit_code, EXIT_DRIFT if any(probe.failing for probe in probes) else EXIT_OK)
 
 
-def _write_run_files(args: argparse.Namespace, report: RunReport, probes: tuple[ProbeResult, ...]) -> None:
+def cmd_check(values: Values) -> int:
+    return cmd_run(values, live_reference=True)
+
+
+def _write_run_files(values: Values, report: Any, probes: tuple[ProbeResult, ...]) -> None:
     from harness.reports.ci_files import junit_xml, run_markdown
     from harness.reports.html import run_html
-    from harness.reports.json_report import write_json
+    from harness.reports.json_report import report_json
 
-    if args.json:
-        write_json(report, args.json, probes=probes)
-    _write_files([(args.junit, lambda: junit_xml(report)), (args.html, lambda: run_html(report))],
-                 extra=[str(args.json)] if args.json else [])
-    _write_summary(args.markdown, lambda: run_markdown(report))
+    _write([(values["json"], lambda: report_json(report, probes)), (values["junit"], lambda: junit_xml(report)),
+            (values["html"], lambda: run_html(report))],
+           markdown=(values["markdown"], lambda: run_markdown(report)))
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
-    from harness.reports.merge import merge_lines, merge_reports, merged_document
+def cmd_merge(values: Values) -> int:
     from harness.reports.ci_files import merge_markdown
     from harness.reports.html import merge_html
+    from harness.reports.merge import merge_lines, merge_reports, merged_document
 
-    merged = merge_reports(args.reports)
+    check_output_paths(values.get(name) for name in ("json", "markdown", "html"))
+    merged = merge_reports(values["reports"])
     print("\n".join(merge_lines(merged)))
-    _write_files([(args.json, lambda: json.dumps(merged_document(merged), indent=2) + "\n"),
-                  (args.html, lambda: merge_html(merged))])
-    _write_summary(args.markdown, lambda: merge_markdown(merged))
+    _write([(values["json"], lambda: json.dumps(merged_document(merged), indent=2, allow_nan=False) + "\n"),
+            (values["html"], lambda: merge_html(merged))],
+           markdown=(values["markdown"], lambda: merge_markdown(merged)))
     return merged.exit_code
 
 
-def _write_files(outputs: list[tuple[Path | None, Callable[[], str | bytes]]], extra: list[str] | None = None) -> None:
-    """Render and write each requested file (None: not requested); say where they went."""
-    written = list(extra or [])
-    for path, render in outputs:
-        if path is not None:
-            content = render()
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(content, encoding="utf-8")
-            written.append(str(path))
+def _write(outputs: list[tuple[Path | None, Render]],
+           markdown: tuple[Path | None, Callable[[], str]] | None = None) -> None:
+    """Write the requested report files and say where they went; a failed write is one line, exit 2."""
+    written = write_outputs(outputs)
+    if markdown is not None and (markdown[0] is not None or _step_summary()):
+        written += write_summary(markdown[1](), markdown[0])
     if written:
         print(f"written: {', '.join(written)}")
 
 
-def _write_summary(path: Path | None, render: Callable[[], str]) -> None:
-    """The Markdown summary: to path when asked, and to $GITHUB_STEP_SUMMARY whenever it is set."""
-    from harness.reports.ci_files import write_markdown
+def _step_summary() -> bool:
+    import os
 
-    if path is not None or os.environ.get("GITHUB_STEP_SUMMARY"):
-        places = write_markdown(render(), path)
-        print(f"Markdown summary written to {', '.join(places)}")
+    return bool(os.environ.get("GITHUB_STEP_SUMMARY"))
 
 
 @contextlib.contextmanager
@@ -134,86 +115,102 @@ def progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[object], None
         yield lambda _cell: bar.update(1)
 
 
-def cmd_probe(args: argparse.Namespace) -> int:
-    from harness.reports.probes import SCHEMA, probe_documents
+def cmd_probe(values: Values) -> int:
+    from harness.reports.probes import probes_json
 
-    configs = _suite(args).select(args.config)
-    results = _run_probes(args, configs)
-    document = {"schema": SCHEMA, "probes": probe_documents(results)}
-    _write_files([(args.json, lambda: json.dumps(document, indent=2) + "\n")])
+    check_output_paths([values["json"]])
+    session = _session(values)
+    results = _run_probes(session, _probe_settings(values))
+    _write([(values["json"], lambda: probes_json(results))])
     return EXIT_DRIFT if any(result.failing for result in results) else EXIT_OK
 
 
-def _run_probes(args: argparse.Namespace, configs: tuple[RnnConfig, ...]) -> tuple[ProbeResult, ...]:
+def _probe_settings(values: Values) -> Any:
+    from harness.session.settings import probe_settings_from
+
+    return probe_settings_from(values)
+
+
+def _run_probes(session: Session, settings: Any) -> tuple[ProbeResult, ...]:
     from harness.reports.probes import probe_lines
-    from harness.session.probes import ProbeOptions, run_probes
+    from harness.session.probes import run_probes
 
-    if args.repeats < 1:
-        raise HarnessError(f"--repeats must be at least 1, got {args.repeats}")
-    from harness.session.engine import resolve_backends
-
-    backends = tuple(args.backend or _default_backends())
-    resolve_backends(backends, required=bool(args.backend))
-    options = ProbeOptions(backends=backends, repeats=args.repeats, threads=_threads(args),
-                           fresh_process=not args.no_fresh_process, include_slow=args.all,
-                           strict_settings=args.strict_settings)
-    results = run_probes(configs, options, args.suite)
+    results = run_probes(session, settings)
     print("\n".join(["", *probe_lines(results)]))
     return results
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    return cmd_run(args, live_reference=True)
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    from harness.session.record import record_golden
-
-    store = _store(args)
-    configs = _suite(args).select(args.config)
+def cmd_record(values: Values) -> int:
+    session = _session(values)
+    configs = session.configs
+    store = session.store
     existing = [config.id for config in configs if store.exists(config.id)]
-    if args.config and existing and not args.force:
+    if values["config"] and existing and not values["force"]:
         raise HarnessError(f"{store.manifest_path(existing[0])}: golden exists; pass --force to overwrite it "
                            f"(it prints what changed)")
+    if store.root.exists() and not store.root.is_dir():
+        store.require_directory()
     kept = 0
     for config in configs:
-        if config.id in existing and not args.force:
+        if config.id in existing and not values["force"]:
             kept += 1
             continue
-        fingerprinted = () if args.reference_only else tuple(args.backend or _default_backends())
-        result = record_golden(config, store, force=args.force, threads=_threads(args),
-                               fingerprint_backends=fingerprinted, include_slow=args.all)
+        result = session.record(config, force=values["force"], fingerprint=not values["reference_only"])
         print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")
+        if result.corrupt:
+            print(f"  the golden it replaced was corrupt: {result.corrupt}")
         for change in result.changes:
             print(f"  {change}")
-        if not result.replaced:
+        if not result.changes:
             for backend, line in result.fingerprints.items():
                 print(f"  fingerprint {backend}: {line}")
     if kept:
-        print(f"kept {kept} existing goldens (pass --force to rewrite them)")
+        print(f"kept {kept} existing golden{'s' if kept != 1 else ''} (pass --force to rewrite them)")
     return EXIT_OK
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_show(values: Values) -> int:
     from harness.reports.show import show_document, show_lines
+    from harness.store.golden import default_golden_dir
+    from harness.store.lookup import load_any_golden
 
-    store = _store(args)
-    config_id = args.config_id
-    _suite(args).select([config_id])  # an unknown id is an error naming the suite
-    golden = store.load(config_id)
-    path = str(store.manifest_path(config_id))
-    if args.json:
-        print(json.dumps(show_document(golden, path), indent=2))
+    argument = values["golden"]
+    manifest = Path(argument)
+    if manifest.suffix != ".json":
+        manifest = (values["golden_dir"] or default_golden_dir()) / f"{argument}.json"
+    golden = load_any_golden(manifest)
+    if values["print_json"]:
+        print(json.dumps(show_document(golden, str(manifest)), indent=2, allow_nan=False))
     else:
-        print("\n".join(show_lines(golden, path)))
+        print("\n".join(show_lines(golden, str(manifest))))
     return EXIT_OK
 
 
-def cmd_env(args: argparse.Namespace) -> int:
-    from harness.session.engine import environment_now
+def cmd_prune(values: Values) -> int:
+    from harness.session.core import Session
+    from harness.session.settings import Settings
 
-    environment = environment_now(_threads(args))
-    if args.json:
+    session = Session(Settings(suite=values["suite"], golden_dir=values["golden_dir"]))
+    paths = session.prune(delete=values["yes"])
+    stale = session.stale_goldens() if not values["yes"] else ()
+    if not paths:
+        print(f"no stale goldens in {session.golden_dir}: every golden is used by a config of {session.suite.source}")
+        return EXIT_OK
+    verb = "removed" if values["yes"] else "would remove"
+    for path in paths:
+        print(f"{verb} {path}")
+    if not values["yes"]:
+        print(f"{len(stale)} stale golden{'s' if len(stale) != 1 else ''} (used by no config of "
+              f"{session.suite.source}); delete them with: {session.cli_command('prune')} --yes")
+    return EXIT_OK
+
+
+def cmd_env(values: Values) -> int:
+    from harness.session.execution import environment_now
+    from harness.session.settings import settings_from
+
+    environment = environment_now(settings_from(values).threads)
+    if values["print_json"]:
         print(json.dumps(environment.to_dict(), indent=2))
         return EXIT_OK
     for key, value in environment.to_dict().items():
@@ -226,32 +223,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _default_backends() -> tuple[str, ...]:
-    import torch
-
-    return DEFAULT_BACKENDS + (CUDA_BACKENDS if torch.cuda.is_available() else ())
-
-
-def _tolerance_policy(args: argparse.Namespace) -> TolerancePolicy:
-    if (args.atol is None) != (args.rtol is None):
-        raise HarnessError("--atol and --rtol go together: give both or neither")
-    if args.bitwise and args.atol is not None:
-        raise HarnessError("--bitwise excludes --atol/--rtol")
-    if args.bitwise:
-        return TolerancePolicy(override=BITWISE)
-    if args.atol is not None:
-        if args.atol < 0 or args.rtol < 0:
-            raise HarnessError("--atol and --rtol must be non-negative")
-        return TolerancePolicy(override=Tolerance(atol=args.atol, rtol=args.rtol))
-    return TolerancePolicy()
-
-
-def _threads(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        raise HarnessError(f"--threads must be at least 1, got {args.threads}")
-    return int(args.threads)
-
-
-COMMANDS = {"list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
-            "show": cmd_show, "merge": cmd_merge, "env": cmd_env}
-
+COMMANDS: dict[str, Callable[[Values], int]] = {
+    "list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
+    "show": cmd_show, "prune": cmd_prune, "merge": cmd_merge, "env": cmd_env,
+}

@@ -6,22 +6,13 @@ mismatch is layout drift and is never reported as value drift.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.judging.statistics import ErrorStatistics, error_statistics
-from harness.judging.tolerance import Tolerance
-
-
-class TensorStatus(enum.Enum):
-    IDENTICAL = "identical"
-    CLOSE = "close"
-    DRIFT = "drift"
-    SHAPE = "shape"  # shape or dtype differs
-    MISSING = "missing"  # expected but not produced
-    UNEXPECTED = "unexpected"  # produced but not expected
+from harness.model.tolerance import Tolerance
+from harness.verdicts import TensorStatus
 
 
 @dataclass(frozen=True, kw_only=True)

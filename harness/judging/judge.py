@@ -8,14 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.model.case import tensor_axes
-from harness.judging.compare import TensorComparison, TensorStatus, compare_outputs, oracle_distance, ulp_distance
-from harness.model.config import RnnConfig
-from harness.store.golden import Golden
-from harness.model.hashing import arrays_sha256
+from harness.judging.compare import TensorComparison, compare_outputs, oracle_distance, ulp_distance
 from harness.judging.layout import diagnose_layout
 from harness.judging.oracle import Variant
-from harness.judging.results import Cause, CellResult, PastComparison, Verdict
+from harness.judging.results import CellResult, PastComparison
 from harness.judging.rnn_checks import (
     argmax_changes,
     check_invariants,
@@ -24,7 +20,12 @@ from harness.judging.rnn_checks import (
     state_error_line,
     step_errors,
 )
-from harness.judging.tolerance import BITWISE, Tolerance
+from harness.model.axes import tensor_axes
+from harness.model.config import RnnConfig
+from harness.model.hashing import arrays_sha256
+from harness.model.tolerance import BITWISE, Tolerance
+from harness.store.golden import Golden
+from harness.verdicts import Cause, PastStatus, TensorStatus, Verdict
 
 Outputs = dict[str, np.ndarray]
 
@@ -130,15 +131,15 @@ def compare_with_past(backend: str, golden: Golden, actual: Outputs) -> PastComp
     """This backend against its own fingerprint in the golden: unchanged, moved, or not recorded."""
     fingerprint = golden.backend_fingerprints.get(backend)
     if not fingerprint or fingerprint.get("status") != "ok":
-        return PastComparison(status="new", summary="no fingerprint of this backend in the golden")
+        return PastComparison(status=PastStatus.NEW, summary="no fingerprint of this backend in the golden")
     if arrays_sha256(actual) == fingerprint["sha256"]:
-        return PastComparison(status="unchanged", summary="bitwise unchanged since the golden was recorded")
+        return PastComparison(status=PastStatus.UNCHANGED, summary="bitwise unchanged since the golden was recorded")
     past = golden.backend_tensors.get(backend, golden.tensors)
     if any(not _same_shape(past, actual, name) for name in past):
-        return PastComparison(status="moved", summary="moved: shapes changed since the golden was recorded")
+        return PastComparison(status=PastStatus.MOVED, summary="moved: shapes changed since the golden was recorded")
     ulps = max(int(ulp_distance(past[name], actual[name]).max(initial=0)) for name in past)
     max_abs = max(float(np.abs(actual[name].astype(np.float64) - past[name]).max(initial=0.0)) for name in past)
-    return PastComparison(status="moved", max_ulps=ulps, max_abs=max_abs,
+    return PastComparison(status=PastStatus.MOVED, max_ulps=ulps, max_abs=max_abs,
                           summary=f"moved by {ulps} ulps (max abs {max_abs:.1e}) since the golden was recorded")
 
 

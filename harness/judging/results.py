@@ -1,48 +1,22 @@
-"""Result value objects: one CellResult per config x backend, gathered in a RunReport."""
+"""Result value objects: one CellResult per config x backend, gathered in a RunReport, and one
+ProbeResult per determinism probe. Reports read these and nothing else of the run."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from harness.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_OK
 from harness.judging.compare import OracleDistance, TensorComparison
 from harness.model.environment import Environment
-from harness.errors import EXIT_DRIFT, EXIT_OK
-from harness.judging.tolerance import Tolerance
-
-
-class Verdict(enum.Enum):
-    """A cell's verdict; `failing` ones make the run exit 1."""
-
-    IDENTICAL = "identical"
-    CLOSE = "close"
-    DRIFT = "DRIFT"
-    SHAPE = "SHAPE"
-    INVARIANT = "INVARIANT"  # outputs break what the PyTorch documentation guarantees
-    NONDETERMINISTIC = "NONDETERMINISTIC"
-    ERROR = "ERROR"
-    UNSUPPORTED = "unsupported"
-    SLOW = "slow"  # left out of a default run; runs under --all
-    UNAVAILABLE = "unavailable"  # the backend cannot run on this machine (e.g. no CUDA)
-
-    @property
-    def failing(self) -> bool:
-        return self in (Verdict.DRIFT, Verdict.SHAPE, Verdict.INVARIANT, Verdict.NONDETERMINISTIC, Verdict.ERROR)
-
-
-class Cause(enum.Enum):
-    """The first link of the chain that differs from what the golden recorded."""
-
-    INPUTS = "inputs changed"
-    WEIGHTS = "weights changed"
-    COMPUTE = "compute changed (same inputs and weights)"
+from harness.model.tolerance import Tolerance
+from harness.verdicts import Cause, PastStatus, ProbeVerdict, Verdict
 
 
 @dataclass(frozen=True, kw_only=True)
 class PastComparison:
     """A backend against its own fingerprint recorded with the golden (informational)."""
 
-    status: str  # "unchanged", "moved" or "new"
+    status: PastStatus
     summary: str
     max_ulps: int = 0
     max_abs: float = 0.0
@@ -92,6 +66,11 @@ class RunReport:
     unavailable: dict[str, str] = field(default_factory=dict)
     environment: Environment
     environment_changes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # config id -> lines
+    # what else differs (platform string, python, core count): context, shown under -v
+    environment_context: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    stale: tuple[str, ...] = ()  # goldens in the directory that no config of the suite uses
+    live_reference: bool = False  # `harness check`: judged against eager computed now, not goldens
+    hints: dict[str, str] = field(default_factory=dict)  # what to run next, keyed by situation
     wall_seconds: float = 0.0
     label: str = ""  # names this environment when reports from several machines are merged
     shard: str = ""  # "K/N" when this run is one shard of the suite
@@ -102,7 +81,35 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
+        """2 when a golden is missing (bad input, though every other cell was judged), else 1 on any failure."""
+        if self.count(Verdict.MISSING):
+            return EXIT_BAD_INPUT
         return EXIT_DRIFT if self.failures else EXIT_OK
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for cell in self.cells if cell.verdict is verdict)
+
+
+PROBES = ("repeat", "fresh-process", "seed", "torch-threads", "deterministic", "ort-threads", "ort-optimization")
+# Probes of settings the harness pins (threads, ORT optimisation) or may toggle (deterministic mode): a
+# difference there says the setting matters, so goldens hold only with it pinned; it is "differs",
+# and fails the run only under --strict-settings. A difference in the other probes is nondeterminism: FAIL.
+SETTING_PROBES = frozenset({"torch-threads", "deterministic", "ort-threads", "ort-optimization"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeResult:
+    """One determinism probe of one config x backend."""
+
+    config_id: str
+    backend: str
+    probe: str
+    verdict: ProbeVerdict
+    detail: str = ""
+    max_abs: float = 0.0
+    strict: bool = False  # --strict-settings: "differs" fails too
+
+    @property
+    def failing(self) -> bool:
+        return self.verdict in (ProbeVerdict.FAIL, ProbeVerdict.ERROR) or (
+            self.strict and self.verdict is ProbeVerdict.DIFFERS)

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.model.config import RnnConfig
 from harness.judging.oracle import Variant
+from harness.model.axes import expected_shapes
+from harness.model.config import RnnConfig
 
 GROWTH_FACTOR = 10.0  # last-quarter error this many times the first quarter's: a recurrence bug
 PITFALL_MATCH = 1e-5
@@ -71,17 +72,6 @@ def check_invariants(config: RnnConfig, outputs: dict[str, np.ndarray]) -> tuple
         if reverse > 0:
             problems.append(f"output[first step] (reverse) != h_n[last layer, reverse] (max diff {reverse:.1e})")
     return tuple(problems)
-
-
-def expected_shapes(config: RnnConfig) -> dict[str, tuple[int, ...]]:
-    seq, batch = config.seq_len, config.batch
-    output = (batch, seq) if config.batch_first else (seq, batch)
-    layers = config.num_layers * config.num_directions
-    shapes: dict[str, tuple[int, ...]] = {"output": (*output, config.num_directions * config.output_features),
-              "h_n": (layers, batch, config.output_features)}
-    if config.cell == "lstm":
-        shapes["c_n"] = (layers, batch, config.hidden_size)
-    return shapes
 
 
 def argmax_changes(config: RnnConfig, expected: np.ndarray, actual: np.ndarray) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.model.axes import output_names
 from harness.model.config import RnnConfig
 from harness.model.hashing import arrays_sha256
 
@@ -40,10 +41,6 @@ class Case:
     @property
     def output_names(self) -> list[str]:
         return output_names(self.config)
-
-
-def output_names(config: RnnConfig) -> list[str]:
-    return ["output", "h_n", "c_n"] if config.cell == "lstm" else ["output", "h_n"]
 
 
 def hello_batch() -> np.ndarray:
@@ -111,14 +108,3 @@ def weights_sha256(module: torch.nn.Module) -> str:
     """sha256 over every parameter's name, shape, dtype and bytes, in state_dict order."""
     arrays = {name: tensor.detach().cpu().numpy() for name, tensor in module.state_dict().items()}
     return arrays_sha256(arrays)
-
-
-def tensor_axes(config: RnnConfig) -> dict[str, tuple[str, ...]]:
-    """The meaning of each output axis, as the PyTorch documentation defines it for this config."""
-    features = "directions*proj" if config.proj_size else "directions*hidden"
-    output = ("batch", "seq", features) if config.batch_first else ("seq", "batch", features)
-    state = ("layers*directions", "batch", "proj" if config.proj_size else "hidden")
-    axes: dict[str, tuple[str, ...]] = {"output": output, "h_n": state}
-    if config.cell == "lstm":
-        axes["c_n"] = ("layers*directions", "batch", "hidden")
-    return axes

@@ -85,18 +85,31 @@ def _cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
     return model, tuple(flag for flag in INTERESTING_CPU_FLAGS if flag in present)
 
 
-def environment_differences(golden: Environment, current: Environment) -> list[str]:
-    """Readable 'field: golden -> now' lines for everything that differs."""
+# What can change the bits an RNN computes; the rest (platform string, python, core count) is context.
+BIT_FIELDS = ("cpu", "cpu_flags", "torch_threads", "cuda")
+CONTEXT_FIELDS = ("python", "platform", "machine", "cpu_count")
+
+
+def environment_differences(golden: Environment, current: Environment, *, context: bool = False) -> list[str]:
+    """Readable 'field: golden -> now' lines: package versions and what else can change bits; with
+    context=True instead the rest: the platform string, python version, machine and core count."""
     lines = []
-    for name in sorted(set(golden.packages) | set(current.packages)):
+    for name in () if context else sorted(set(golden.packages) | set(current.packages)):
         before, after = golden.packages.get(name, "?"), current.packages.get(name, "?")
         if before != after:
             lines.append(f"{name} {before} -> {after}")
-    for field in ("python", "platform", "machine", "cpu", "cpu_flags", "cpu_count", "torch_threads", "cuda"):
+    for field in CONTEXT_FIELDS if context else BIT_FIELDS:
         before, after = getattr(golden, field), getattr(current, field)
         if before != after:
             lines.append(f"{field}: {_show(before)} -> {_show(after)}")
     return lines
+
+
+def environment_label(environment: Environment) -> str:
+    """A short name for an environment in merged reports: what most often changes bits."""
+    packages = environment.packages
+    return (f"{environment.machine}-torch{packages.get('torch', '?')}-ort{packages.get('onnxruntime', '?')}"
+            f"-t{environment.torch_threads}")
 
 
 def _show(value: object) -> str:

@@ -1,15 +1,21 @@
-"""Suites: TOML files listing configurations, the reference notebook case first."""
+"""Suites: TOML files listing configurations.
+
+The default suite (and any suite whose [suite] table sets `require_reference_case = true`) must hold
+the reference notebook case first. A case may carry `atol` and `rtol` (both or neither): that
+config's own tolerance, kept out of the config and its content hash.
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.model.config import RnnConfig
 from harness.errors import ConfigError, SuiteError, UnknownNameError
+from harness.model.config import RnnConfig
+from harness.model.tolerance import Tolerance, ToleranceError
 
 REFERENCE_CONFIG = RnnConfig()
 DEFAULT_SUITE_NAME = "default.toml"
@@ -22,6 +28,7 @@ class Suite:
     name: str
     source: str
     configs: tuple[RnnConfig, ...]
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)  # config id -> the case's own tolerance
 
     def ids(self) -> list[str]:
         return [config.id for config in self.configs]
@@ -47,43 +54,69 @@ def default_suite_path() -> Path:
 
 def load_suite(path: Path | None = None) -> Suite:
     """Parse and validate a suite file (the packaged default when path is None)."""
+    default = path is None
     path = path or default_suite_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as error:
         raise SuiteError(f"{path}: cannot read suite: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {error.start}): a suite is a TOML file") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"{path}: not valid TOML: {error}") from None
-    return parse_suite(document, source=str(path))
+    return parse_suite(document, source=str(path), require_reference=default)
 
 
-def parse_suite(document: dict[str, Any], *, source: str) -> Suite:
+SUITE_KEYS = {"name": str, "require_reference_case": bool}
+CASE_TOLERANCE_KEYS = ("atol", "rtol")
+
+
+def parse_suite(document: dict[str, Any], *, source: str, require_reference: bool = False) -> Suite:
     """Validate a parsed suite document; every message names the source and the case."""
-    header = document.get("suite", {})
-    cases = document.get("case")
     unknown = sorted(set(document) - {"suite", "defaults", "case"})
     if unknown:
         raise SuiteError(f"{source}: unknown table(s) {', '.join(unknown)}; expected [suite], [defaults], [[case]]")
+    header, defaults, cases = document.get("suite", {}), document.get("defaults", {}), document.get("case")
+    _check_header(header, source)
+    if not isinstance(defaults, dict):
+        raise SuiteError(f"{source}: [defaults] must be a table, got {type(defaults).__name__}")
     if not isinstance(cases, list) or not cases:
-        raise SuiteError(f"{source}: no [[case]] tables: a suite needs at least the reference case")
-    defaults = document.get("defaults", {})
+        raise SuiteError(f"{source}: no [[case]] tables: a suite needs at least one case")
     configs: list[RnnConfig] = []
+    tolerances: dict[str, Tolerance] = {}
     seen: dict[str, int] = {}
     for number, case in enumerate(cases, start=1):
+        if not isinstance(case, dict):
+            raise SuiteError(f"{source}: case {number}: must be a [[case]] table, got {type(case).__name__}")
+        fields = {**defaults, **case}
+        atol, rtol = (fields.pop(key, None) for key in CASE_TOLERANCE_KEYS)
         try:
-            config = RnnConfig.from_dict({**defaults, **case})
-        except (ConfigError, TypeError) as error:
-            message = error.message if isinstance(error, ConfigError) else str(error)
-            raise SuiteError(f"{source}: case {number}: {message}") from None
+            config = RnnConfig.from_dict(fields)
+            tolerance = Tolerance.pair(atol, rtol, where="tolerance")
+        except (ConfigError, ToleranceError) as error:
+            raise SuiteError(f"{source}: case {number}: {error.message}") from None
         if config.id in seen:
             raise SuiteError(f"{source}: case {number}: duplicate id {config.id!r} (first at case {seen[config.id]})")
         seen[config.id] = number
         configs.append(config)
-    if configs[0] != REFERENCE_CONFIG:
+        if tolerance is not None:
+            tolerances[config.id] = tolerance
+    if (require_reference or header.get("require_reference_case")) and configs[0] != REFERENCE_CONFIG:
         raise SuiteError(
             f"{source}: case 1 must be the reference notebook case ({REFERENCE_CONFIG.id}: "
             "rnn_tanh, input 4, hidden 8, seed 0, hello batch)"
         )
-    return Suite(name=str(header.get("name", Path(source).stem)), source=source, configs=tuple(configs))
+    return Suite(name=str(header.get("name", Path(source).stem)), source=source, configs=tuple(configs),
+                 tolerances=tolerances)
+
+
+def _check_header(header: Any, source: str) -> None:
+    if not isinstance(header, dict):
+        raise SuiteError(f"{source}: [suite] must be a table, got {type(header).__name__}")
+    for key, value in header.items():
+        if key not in SUITE_KEYS:
+            raise SuiteError(f"{source}: [suite]: unknown key {key!r}; known: {', '.join(SUITE_KEYS)}")
+        if not isinstance(value, SUITE_KEYS[key]):
+            raise SuiteError(f"{source}: [suite]: {key} must be {SUITE_KEYS[key].__name__}, got {value!r}")

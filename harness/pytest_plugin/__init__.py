@@ -1,71 +1,49 @@
-"""The pytest plugin (entry point `pytest11: harness`): a thin shell over the library.
+"""The pytest plugin (entry point `pytest11: harness`): a thin shell over the session core.
 
 - `pytest --harness` collects one item per config x backend, `harness::test_golden[<config>-<backend>]`,
   so -k, --lf, -x, --junitxml and pytest-xdist work as usual.
 - The `rnn_golden` fixture checks a user's own seeded module against a golden in their repository.
 - Stale goldens (no config of the suite uses them) are reported at the end; --harness-strict fails on them.
 
-Heavy imports (torch, onnxruntime) happen only when a harness item or the fixture runs.
+Options come from harness.options, the table the CLI reads too. Heavy imports (torch, onnxruntime)
+happen only when harness items are collected or the fixture runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.errors import HarnessError
+from harness.options import plugin_options
+from harness.pytest_plugin.state import STATE, PluginState, option_values
 
-ITEM_PREFIX = "test_golden"
-
-
-@dataclass
-class PluginState:
-    """Per-process plugin state, kept in config.stash."""
-
-    suite_path: Path | None
-    golden_dir: Path
-    backends: tuple[str, ...]
-    update: bool
-    force_update: bool
-    include_slow: bool
-    configs: dict[str, Any] = field(default_factory=dict)  # config id -> RnnConfig, the suite parsed once
-    cases: dict[str, Any] = field(default_factory=dict)  # config id -> (case, facts, golden), built once
-    recorded: set[str] = field(default_factory=set)
-
-
-STATE = pytest.StashKey[PluginState]()
+GOLDEN_DIR_INI = "harness_golden_dir"
+FIXTURE_DIR_INI = "harness_fixture_golden_dir"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "reproducibility goldens for seeded RNNs")
     group.addoption("--harness", action="store_true", help="collect one test per suite config x backend")
-    group.addoption("--harness-suite", type=Path, help="suite TOML (default: the packaged suite)")
-    group.addoption("--harness-backends", help="comma-separated backends or families (default: the CLI's default)")
-    group.addoption("--harness-golden-dir", type=Path, help="golden directory (default: <rootdir>/golden)")
-    group.addoption("--harness-update", action="store_true", help="record goldens that are missing")
-    group.addoption("--harness-force-update", action="store_true",
-                    help="with --harness-update: also rewrite existing goldens")
-    group.addoption("--harness-all", action="store_true", help="include cells tagged slow")
-    group.addoption("--harness-shard", metavar="K/N", help="collect only shard K of N of the suite")
-    group.addoption("--harness-strict", action="store_true", help="fail the session when stale goldens exist")
-    parser.addini("harness_golden_dir", "golden directory for --harness and the rnn_golden fixture", default="golden")
+    for option in plugin_options():
+        kwargs = option.argparse_kwargs()
+        kwargs["dest"] = f"harness_{option.name}"
+        group.addoption(option.plugin_flag, **kwargs)
+    parser.addini(GOLDEN_DIR_INI, "golden directory of --harness, relative to the rootdir", default="golden")
+    parser.addini(FIXTURE_DIR_INI, "directory of the rnn_golden fixture's goldens, relative to the rootdir "
+                                   "(default: rnn_golden/ next to each test file)", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "harness: a golden check collected by the harness plugin")
-    golden_dir = config.getoption("--harness-golden-dir") or config.rootpath / config.getini("harness_golden_dir")
-    backends = config.getoption("--harness-backends")
-    config.stash[STATE] = PluginState(
-        suite_path=config.getoption("--harness-suite"),
-        golden_dir=Path(golden_dir),
-        backends=tuple(name.strip() for name in backends.split(",")) if backends else (),
-        update=config.getoption("--harness-update"),
-        force_update=config.getoption("--harness-force-update"),
-        include_slow=config.getoption("--harness-all"),
-    )
+    values = option_values(config)
+    golden_dir = values["golden_dir"] or config.rootpath / config.getini(GOLDEN_DIR_INI)
+    fixture_dir = values["fixture_golden_dir"] or (
+        config.rootpath / config.getini(FIXTURE_DIR_INI) if config.getini(FIXTURE_DIR_INI) else None)
+    config.stash[STATE] = PluginState(values=values, golden_dir=Path(golden_dir),
+                                      fixture_golden_dir=Path(fixture_dir) if fixture_dir else None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -73,80 +51,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Add the harness items before -k, --lf and xdist see the collection."""
     if not config.getoption("--harness"):
         return
-    from harness.backends import DEFAULT_BACKENDS, expand_backend_names
-    from harness.model.shard import parse_shard, select_shard
-    from harness.model.suite import load_suite
+    from harness.pytest_plugin.items import add_items
 
-    state = config.stash[STATE]
     try:
-        configs = load_suite(state.suite_path).configs
-        shard = config.getoption("--harness-shard")
-        if shard:
-            configs = select_shard(configs, *parse_shard(shard))
-        backends = expand_backend_names(state.backends or DEFAULT_BACKENDS)
+        add_items(session, config.stash[STATE], items)
     except HarnessError as error:
         raise pytest.UsageError(error.message) from None
-    suite = HarnessSuite.from_parent(session, name="harness", nodeid="harness")
-    names = [(f"{ITEM_PREFIX}[{rnn_config.id}-{backend}]", rnn_config.id, backend)
-             for rnn_config in configs for backend in backends]
-    # The node id is given as text so pytest parses it like any parametrized id (--lf matches it).
-    added = [HarnessItem.from_parent(suite, name=name, nodeid=f"harness::{name}", config_id=config_id, backend=backend)
-             for name, config_id, backend in names]
-    items.extend(added)
-    # Report them like any collected node, so "collected N items" and collection counts include them.
-    report = pytest.CollectReport(nodeid="harness", outcome="passed", longrepr=None, result=list(added))
-    session.ihook.pytest_collectreport(report=report)
-
-
-class HarnessSuite(pytest.Collector):
-    """The parent node of every harness item."""
-
-    def collect(self) -> list[pytest.Item]:
-        return []
-
-
-class HarnessCellFailure(Exception):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
-
-
-class HarnessItem(pytest.Item):
-    """One config x backend, judged as `harness run` judges it."""
-
-    def __init__(self, *, config_id: str, backend: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config_id, self.backend = config_id, backend
-        self.add_marker("harness")
-
-    def runtest(self) -> None:
-        from harness.session.plugin_runner import run_item
-
-        outcome = run_item(self.config.stash[STATE], self.config_id, self.backend)
-        if outcome.skip:
-            pytest.skip(outcome.skip)
-        if outcome.xfail:
-            pytest.xfail(outcome.xfail)
-        if outcome.failure:
-            raise HarnessCellFailure(outcome.failure)
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, HarnessCellFailure):
-            return "\n".join(excinfo.value.lines)
-        if isinstance(excinfo.value, HarnessError):
-            return f"harness: {excinfo.value.message}"
-        return str(super().repr_failure(excinfo, style))
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"harness {self.config_id} x {self.backend}"
 
 
 @pytest.fixture
 def rnn_golden(request: pytest.FixtureRequest) -> Any:
-    """Check your own seeded module's outputs against a golden: `rnn_golden.check("name", outputs)`."""
-    from harness.session.plugin_runner import GoldenChecker
+    """Check your own seeded module against a golden: `rnn_golden.check("name", outputs)` or
+    `rnn_golden.check("name", model=module, inputs=x)`."""
+    from harness.pytest_plugin.fixture import GoldenChecker
 
-    return GoldenChecker(request.config.stash[STATE])
+    return GoldenChecker(request.config.stash[STATE], request)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -160,7 +79,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     on_controller = not hasattr(config, "workerinput")  # xdist workers leave this to the controller
-    if on_controller and config.getoption("--harness-strict") and _stale_lines(config):
+    if on_controller and config.getoption("harness_strict") and _stale_lines(config):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -168,17 +87,15 @@ def _stale_lines(config: pytest.Config) -> list[str]:
     """Goldens in the directory that no config of the suite uses (independent of -k, shards, xdist)."""
     if not config.getoption("--harness"):
         return []
-    from harness.store.golden import GoldenStore
-    from harness.model.suite import load_suite
-
-    state = config.stash[STATE]
+    state: PluginState = config.stash[STATE]
     try:
-        suite_ids = set(load_suite(state.suite_path).ids())
+        stale = state.session.stale_goldens()
     except HarnessError:
         return []
-    stale = [config_id for config_id in GoldenStore(state.golden_dir).stored_ids() if config_id not in suite_ids]
     if not stale:
         return []
-    verdict = "failing the session (--harness-strict)" if config.getoption("--harness-strict") else "not failing"
-    return [f"{len(stale)} golden(s) in {state.golden_dir} used by no config of the suite ({verdict}):",
+    verdict = "failing the session (--harness-strict)" if config.getoption("harness_strict") else "not failing"
+    count = f"{len(stale)} golden{'s' if len(stale) != 1 else ''}"
+    return [f"{count} in {state.golden_dir} used by no config of the suite ({verdict}); "
+            f"remove them with: harness prune --golden-dir {state.golden_dir} --yes",
             *(f"  {config_id}" for config_id in stale)]

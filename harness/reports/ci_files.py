@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path
 
+from harness.judging.results import RunReport
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
-from harness.judging.results import RunReport, Verdict
+from harness.verdicts import Agreement, Verdict
 
 SKIPPED = (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE)
 
@@ -76,27 +75,13 @@ def merge_markdown(report: MergedReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _agreement_text(agreement: str, groups: tuple[tuple[str, ...], ...]) -> str:
-    if agreement == "bitwise":
+def _agreement_text(agreement: Agreement, groups: tuple[tuple[str, ...], ...]) -> str:
+    if agreement is Agreement.BITWISE:
         return "="
-    if agreement == "tolerance":
+    if agreement is Agreement.TOLERANCE:
         return "~ (" + " / ".join("+".join(group) for group in groups) + ")"
-    return "**DRIFT**" if agreement == "drift" else "-"
+    return "**DRIFT**" if agreement is Agreement.DRIFT else "-"
 
 
 def _bold_if_failing(verdict: Verdict, text: str) -> str:
     return f"**{text}**" if verdict.failing else text
-
-
-def write_markdown(text: str, path: Path | None) -> list[str]:
-    """Write to path (if given) and append to $GITHUB_STEP_SUMMARY (if set); returns where it went."""
-    written = []
-    if path:
-        path.write_text(text, encoding="utf-8")
-        written.append(str(path))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(text)
-        written.append(f"$GITHUB_STEP_SUMMARY ({summary})")
-    return written

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from html import escape
 
+from harness.judging.results import CellResult, RunReport
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
-from harness.judging.results import CellResult, RunReport, Verdict
+from harness.verdicts import Agreement, Verdict
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
@@ -26,9 +27,11 @@ function openCell(id){var d=document.getElementById(id);if(d){d.open=true;d.scro
 FIXED_COLOURS = {
     Verdict.IDENTICAL: "#1a9850", Verdict.DRIFT: "#d73027", Verdict.SHAPE: "#7b3294",
     Verdict.INVARIANT: "#c51b7d", Verdict.NONDETERMINISTIC: "#f46d43", Verdict.ERROR: "#67001f",
+    Verdict.MISSING: "#fdae61",
     Verdict.UNSUPPORTED: "#bdbdbd", Verdict.SLOW: "#e0e0e0", Verdict.UNAVAILABLE: "#f0f0f0",
 }
-AGREEMENT_COLOURS = {"bitwise": "#1a9850", "tolerance": "#a6d96a", "drift": "#d73027", "n/a": "#e0e0e0"}
+AGREEMENT_COLOURS = {Agreement.BITWISE: "#1a9850", Agreement.TOLERANCE: "#a6d96a", Agreement.DRIFT: "#d73027",
+                     Agreement.NOT_RUN: "#e0e0e0"}
 
 
 def colour(cell: CellResult) -> str:
@@ -78,7 +81,7 @@ def merge_html(report: MergedReport) -> str:
             title = "; ".join(f"{label}: {cell.verdict} {cell.max_abs} ({cell.outputs_sha256[:12]})"
                               for label, cell in row.cells.items())
             groups = " / ".join("+".join(group) for group in row.groups)
-            text = f"{row.agreement} ({groups})" if row.agreement == "tolerance" else row.agreement
+            text = f"{row.agreement.value} ({groups})" if row.agreement is Agreement.TOLERANCE else row.agreement.value
             entries.append(f'<td style="background:{AGREEMENT_COLOURS[row.agreement]}" title="{escape(title)}">'
                            f"{escape(text)}</td>")
         rows.append(f"<tr><th>{escape(config)}</th>{''.join(entries)}</tr>")

@@ -20,16 +20,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from harness import __version__
 from harness.judging.compare import OracleDistance, TensorComparison
+from harness.judging.results import CellResult, ProbeResult, RunReport
 from harness.reports.probes import probe_documents
-from harness.session.probes import ProbeResult
-from harness.judging.results import CellResult, RunReport, Verdict
+from harness.reports.text import finite, json_safe
+from harness.verdicts import Verdict
 
 SCHEMA = "harness.report/1"
 
@@ -73,7 +72,7 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
         "past": json_safe(dataclasses.asdict(cell.past)) if cell.past else None,
         "golden_oracle": _distance_document(cell.golden_oracle),
         "tolerance": dataclasses.asdict(cell.tolerance) if cell.tolerance else None,
-        "max_abs": _finite(cell.max_abs),
+        "max_abs": finite(cell.max_abs),
         "max_ulps": cell.max_ulps,
         "outputs_sha256": cell.outputs_sha256,
         "prepare_seconds": round(cell.prepare_seconds, 4),
@@ -90,38 +89,19 @@ def tensor_document(tensor: TensorComparison) -> dict[str, Any]:
     return document
 
 
-def json_safe(value: Any) -> Any:
-    """Tuples become lists and non-finite floats strings ("inf", "nan"): JSON has neither."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float):
-        return _finite(value)
-    return value
-
-
 def _distance_document(distance: OracleDistance | None) -> dict[str, Any] | None:
-    return None if distance is None else {"max_abs": _finite(distance.max_abs), "max_ulps": distance.max_ulps}
+    return None if distance is None else {"max_abs": finite(distance.max_abs), "max_ulps": distance.max_ulps}
 
 
-def _finite(value: float | None) -> float | str | None:
-    """JSON has no inf/nan: write them as strings."""
-    if value is None or math.isfinite(value):
-        return value
-    return str(value)
-
-
-def write_json(report: RunReport, path: Path, probes: tuple[ProbeResult, ...] = ()) -> dict[str, Any]:
-    """Validate and write the report document (plus probe results under "probes"); returns it."""
+def report_json(report: RunReport, probes: tuple[ProbeResult, ...] = ()) -> str:
+    """The validated report document (plus probe results under "probes"), as strict JSON text."""
     document = report_document(report)
     if probes:
         document["probes"] = json_safe(probe_documents(probes))
     problems = schema_problems(document)
     if problems:  # the harness wrote something its own schema rejects: a bug, not a user error
         raise RuntimeError(f"report does not match {SCHEMA}: {problems[0]}")
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    return document
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
 @functools.cache

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
-from harness.reports.terminal import text_table
 from harness.reports.json_report import schema_problems
+from harness.reports.text import text_table
+from harness.verdicts import Agreement, Verdict
 
 MERGED_SCHEMA = "harness.merged/1"
-NOT_COMPUTED = ("unsupported", "slow", "unavailable", "ERROR")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +41,7 @@ class MergedCell:
 class MatrixRow:
     config: str
     backend: str
-    agreement: str  # "bitwise", "tolerance", "drift" or "n/a"
+    agreement: Agreement
     groups: tuple[tuple[str, ...], ...]  # environments that computed identical bytes
     cells: dict[str, MergedCell]
 
@@ -153,17 +153,17 @@ def _matrix(cells: list[MergedCell], labels: list[str]) -> tuple[MatrixRow, ...]
         by_key[(cell.config, cell.backend)][cell.environment] = cell
     rows = []
     for (config, backend), per_environment in by_key.items():
-        computed = {label: cell for label, cell in per_environment.items() if cell.verdict not in NOT_COMPUTED}
+        computed = {label: cell for label, cell in per_environment.items() if not Verdict(cell.verdict).not_computed}
         groups: dict[str, list[str]] = defaultdict(list)
         for label in labels:
             if label in computed:
                 groups[computed[label].outputs_sha256].append(label)
         if any(cell.failing for cell in per_environment.values()):
-            agreement = "drift"
+            agreement = Agreement.DRIFT
         elif not computed:
-            agreement = "n/a"
+            agreement = Agreement.NOT_RUN
         else:
-            agreement = "bitwise" if len(groups) == 1 else "tolerance"
+            agreement = Agreement.BITWISE if len(groups) == 1 else Agreement.TOLERANCE
         rows.append(MatrixRow(config=config, backend=backend, agreement=agreement,
                               groups=tuple(tuple(group) for group in groups.values()), cells=per_environment))
     return tuple(rows)
@@ -179,7 +179,7 @@ def merged_document(report: MergedReport) -> dict[str, Any]:
         "missing_shards": {label: list(found) for label, found in report.missing_shards.items()},
         "cells": [{**cell.document, "environment": cell.environment, "source": cell.source} for cell in report.cells],
         "matrix": [
-            {"config": row.config, "backend": row.backend, "agreement": row.agreement,
+            {"config": row.config, "backend": row.backend, "agreement": row.agreement.value,
              "groups": [list(group) for group in row.groups],
              "environments": {label: {"verdict": cell.verdict, "max_abs": cell.max_abs, "max_ulps": cell.max_ulps,
                                       "outputs_sha256": cell.outputs_sha256}
@@ -201,17 +201,17 @@ def merge_lines(report: MergedReport) -> list[str]:
     for label, missing in report.missing_shards.items():
         lines.append(f"  {label}: INCOMPLETE, missing shards {', '.join(missing)}")
     lines += ["", *_matrix_table(report)]
-    differing = [row for row in report.matrix if row.agreement in ("tolerance", "drift")]
+    differing = [row for row in report.matrix if row.agreement in (Agreement.TOLERANCE, Agreement.DRIFT)]
     if differing and len(report.environments) > 1:
         lines += ["", "Where environments differ:"]
         for row in differing:
             groups = " | ".join(" = ".join(group) for group in row.groups)
             worst = ", ".join(f"{label} {cell.verdict} {_number(cell.max_abs)}" for label, cell in row.cells.items())
-            lines.append(f"  {row.config} x {row.backend}: {row.agreement}: bitwise groups [{groups}]; "
+            lines.append(f"  {row.config} x {row.backend}: {row.agreement.value}: bitwise groups [{groups}]; "
                          f"vs golden: {worst}")
     counts: dict[str, int] = defaultdict(int)
     for row in report.matrix:
-        counts[row.agreement] += 1
+        counts[row.agreement.value] += 1
     status = "FAILED" if report.exit_code else "OK"
     lines += ["", f"{status}: {len(report.matrix)} config x backend rows: "
                   + ", ".join(f"{count} {agreement}" for agreement, count in counts.items())
@@ -223,7 +223,7 @@ def _number(value: float | str) -> str:
     return f"{value:.1e}" if isinstance(value, (int, float)) else str(value)
 
 
-AGREEMENT_MARK = {"bitwise": "=", "tolerance": "~", "drift": "DRIFT", "n/a": "-"}
+AGREEMENT_MARK = {Agreement.BITWISE: "=", Agreement.TOLERANCE: "~", Agreement.DRIFT: "DRIFT", Agreement.NOT_RUN: "-"}
 
 
 def _matrix_table(report: MergedReport) -> list[str]:

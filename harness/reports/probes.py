@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from typing import Any
 
-from harness.session.probes import PROBES, ProbeResult
-from harness.reports.terminal import text_table
+from harness.judging.results import PROBES, ProbeResult
+from harness.reports.text import json_safe, text_table
+from harness.verdicts import ProbeVerdict
 
 SCHEMA = "harness.probes/1"
 
@@ -15,7 +17,7 @@ SCHEMA = "harness.probes/1"
 def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for result in results:
-        rows.setdefault((result.config_id, result.backend), {})[result.probe] = result.verdict
+        rows.setdefault((result.config_id, result.backend), {})[result.probe] = result.verdict.value
     header = ["config", "backend", *PROBES]
     table = [[config_id, backend, *(verdicts.get(probe, "") for probe in PROBES)]
              for (config_id, backend), verdicts in rows.items()]
@@ -24,13 +26,13 @@ def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
     failures = [result for result in results if result.failing]
     if failures:
         lines += ["", "Probe failures:"]
-        lines += [f"  {r.config_id} x {r.backend}: probe {r.probe}: {r.verdict}: {r.detail}" for r in failures]
-    differs = [result for result in results if result.verdict == "differs" and not result.failing]
+        lines += [f"  {r.config_id} x {r.backend}: probe {r.probe}: {r.verdict.value}: {r.detail}" for r in failures]
+    differs = [result for result in results if result.verdict is ProbeVerdict.DIFFERS and not result.failing]
     if differs:
         lines += ["", "Settings that change bits (the harness pins them: torch threads, ORT threads and "
                       "ORT_ENABLE_ALL; --strict-settings makes these fail):"]
         lines += [f"  {r.config_id} x {r.backend}: {r.detail}" for r in differs]
-    unsupported = {(r.config_id, r.backend): r.detail for r in results if r.verdict == "unsupported"}
+    unsupported = {(r.config_id, r.backend): r.detail for r in results if r.verdict is ProbeVerdict.UNSUPPORTED}
     if unsupported:
         lines += ["", "Not probed (known limitations):"]
         lines += [f"  {config_id} x {backend}: {detail}" for (config_id, backend), detail in unsupported.items()]
@@ -39,10 +41,17 @@ def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
 
 
 def probe_summary(results: tuple[ProbeResult, ...]) -> str:
-    counts = Counter(result.verdict for result in results)
+    counts = Counter(result.verdict.value for result in results)
     status = "FAILED" if any(result.failing for result in results) else "OK"
     return f"{status}: {len(results)} probes: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
 
 
 def probe_documents(results: tuple[ProbeResult, ...]) -> list[dict[str, Any]]:
-    return [{**dataclasses.asdict(result), "failing": result.failing} for result in results]
+    return [{**dataclasses.asdict(result), "verdict": result.verdict.value, "failing": result.failing}
+            for result in results]
+
+
+def probes_json(results: tuple[ProbeResult, ...]) -> str:
+    """The probe results as a `harness.probes/1` document."""
+    document = {"schema": SCHEMA, "probes": probe_documents(results)}
+    return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"

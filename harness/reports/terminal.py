@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.judging.compare import OracleDistance, TensorComparison, TensorStatus
-from harness.judging.results import CellResult, RunReport, Verdict
+from harness.judging.compare import OracleDistance, TensorComparison
+from harness.judging.results import CellResult, RunReport
 from harness.judging.statistics import ErrorStatistics, histogram_lines
+from harness.reports.text import counted, text_table
+from harness.verdicts import PastStatus, TensorStatus, Verdict
 
-PAST_MARKS = {"unchanged": "=", "new": "?"}
+PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
 LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "
           "fingerprint: (=) bitwise unchanged, (+Nu) moved by N ulps, (?) none recorded")
+CHECK_LEGEND = "  each cell: verdict vs eager CPU computed in this run (no goldens), max abs error/max ulps"
 
 
 def cell_text(cell: CellResult) -> str:
@@ -23,24 +26,46 @@ def cell_text(cell: CellResult) -> str:
     return text
 
 
-def report_lines(report: RunReport) -> list[str]:
-    lines = [*_header(report), "", *_table(report), LEGEND]
-    if report.failures:
+def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
+    """The whole terminal report; passing runs stay short, -v (verbose) adds every detail."""
+    lines = [*_header(report), "", *_table(report), CHECK_LEGEND if report.live_reference else LEGEND]
+    failures = [cell for cell in report.failures if cell.verdict is not Verdict.MISSING]
+    if failures:
         lines += ["", "Failures:"]
-        for cell in report.failures:
+        for cell in failures:
             lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()))
-    lines += _moved(report) + _oracle_summary(report) + _not_compared(report) + _upstream_findings(report)
-    lines += _environment_changes(report)
+    lines += _missing(report) + _stale(report)
+    lines += _moved(report) + _oracle_summary(report) + _not_compared(report)
+    lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
     lines += ["", summary_line(report)]
     return lines
+
+
+def _missing(report: RunReport) -> list[str]:
+    missing = list(dict.fromkeys(cell.config_id for cell in report.cells if cell.verdict is Verdict.MISSING))
+    if not missing:
+        return []
+    record = report.hints.get("record", "harness record")
+    return ["", f"Missing goldens ({counted(len(missing), 'config')}; every other cell was judged; exit 2):",
+            *(f"  {config_id}" for config_id in missing),
+            f"  record them: {record} " + " ".join(f"--config {config_id}" for config_id in missing)]
+
+
+def _stale(report: RunReport) -> list[str]:
+    if not report.stale:
+        return []
+    prune = report.hints.get("prune", "harness prune")
+    return ["", f"Stale goldens ({counted(len(report.stale), 'golden')} in {report.golden_dir} used by no config "
+                f"of the suite; not failing):", *(f"  {config_id}" for config_id in report.stale),
+            f"  list their files: {prune}; delete them: {prune} --yes"]
 
 
 def _header(report: RunReport) -> list[str]:
     packages = report.environment.packages
     versions = ", ".join(f"{name} {packages.get(name, '?')}" for name in ("torch", "onnxruntime", "onnx", "numpy"))
     return [
-        f"harness: {len(report.config_ids)} configs x {len(report.backends)} backends; suite {report.suite}; "
-        f"golden {report.golden_dir}",
+        f"harness: {counted(len(report.config_ids), 'config')} x {counted(len(report.backends), 'backend')}; "
+        f"suite {report.suite}; golden {report.golden_dir}",
         f"  {versions}; torch threads {report.environment.torch_threads}; {report.environment.cpu}",
     ]
 
@@ -53,13 +78,6 @@ def _table(report: RunReport) -> list[str]:
         for config_id in report.config_ids
     ]
     return text_table(header, rows)
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Left-aligned columns, two spaces apart, as wide as their widest entry."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
-            for row in [header, *rows]]
 
 
 def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = ()) -> list[str]:
@@ -77,7 +95,7 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = ()) -
         lines.append(f"    environment since the golden: {'; '.join(environment_changes)}")
     lines += [f"    invariant broken: {violation}" for violation in cell.invariant_violations]
     lines += [f"    {line}" for line in cell.analysis]
-    if cell.past and cell.past.status != "new":
+    if cell.past and cell.past.status is not PastStatus.NEW:
         lines.append(f"    own fingerprint: {cell.past.summary}")
     if cell.oracle and cell.golden_oracle:
         lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
@@ -133,10 +151,11 @@ def _statistics_lines(statistics: ErrorStatistics) -> list[str]:
 
 def _moved(report: RunReport) -> list[str]:
     """Cells whose backend moved since the golden was recorded, though the verdict may still pass."""
-    moved = [cell for cell in report.cells if cell.past and cell.past.status == "moved" and not cell.verdict.failing]
+    moved = [cell for cell in report.cells if cell.past and cell.past.status is PastStatus.MOVED
+             and not cell.verdict.failing]
     if not moved:
         return []
-    lines = ["", f"Moved since the goldens were recorded, still within tolerance ({len(moved)}):"]
+    lines = ["", f"Moved since the goldens were recorded, still within tolerance ({counted(len(moved), 'cell')}):"]
     lines += [f"  {cell.config_id} x {cell.backend}: {cell.past.summary}" for cell in moved if cell.past]
     return lines
 
@@ -171,11 +190,11 @@ def _not_compared(report: RunReport) -> list[str]:
     lines = []
     unsupported = [cell for cell in report.cells if cell.verdict is Verdict.UNSUPPORTED]
     if unsupported:
-        lines += ["", f"Unsupported ({len(unsupported)}; known limitations, tried and confirmed):"]
+        lines += ["", f"Unsupported ({counted(len(unsupported), 'cell')}; known limitations, tried and confirmed):"]
         lines += [f"  {cell.config_id} x {cell.backend}: {cell.reason}" for cell in unsupported]
     slow = [cell for cell in report.cells if cell.verdict is Verdict.SLOW]
     if slow:
-        lines += ["", f"Left out as slow ({len(slow)}; run with --all to include them):"]
+        lines += ["", f"Left out as slow ({counted(len(slow), 'cell')}; run with --all to include them):"]
         lines += [f"  {cell.config_id} x {cell.backend}" for cell in slow]
     if report.unavailable:
         lines += ["", "Backends unavailable here:"]
@@ -183,36 +202,45 @@ def _not_compared(report: RunReport) -> list[str]:
     return lines
 
 
-def _upstream_findings(report: RunReport) -> list[str]:
-    """Distinct upstream warnings per backend, with how many cells raised each."""
+def _upstream_findings(report: RunReport, *, verbose: bool) -> list[str]:
+    """Distinct upstream warnings per backend: one summary line, every one of them under -v."""
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for cell in report.cells:
         for note in cell.notes:
             counts[(cell.backend, note)] += 1
     if not counts:
         return []
+    backends = list(dict.fromkeys(backend for backend, _ in counts))
+    if not verbose:
+        return ["", f"Upstream findings: {counted(len(counts), 'distinct warning')} from torch / onnx / onnxruntime "
+                    f"while preparing {', '.join(backends)} (-v lists them; the JSON report has them per cell)"]
     lines = ["", "Upstream findings (warnings raised by torch / onnx / onnxruntime while preparing):"]
     for (backend, note), count in counts.items():
-        lines.append(f"  {backend} ({count} cell{'s' if count > 1 else ''}): {_shorten(note, 160)}")
+        lines.append(f"  {backend} ({counted(count, 'cell')}): {_shorten(note, 160)}")
     return lines
 
 
-def _environment_changes(report: RunReport) -> list[str]:
-    if not report.environment_changes:
-        return []
-    grouped: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    for config_id, changes in report.environment_changes.items():
-        grouped[changes].append(config_id)
-    lines = ["", "Environment now vs. when the goldens were recorded:"]
-    for changes, config_ids in grouped.items():
-        lines.append(f"  {len(config_ids)} goldens: " + "; ".join(changes))
+def _environment_changes(report: RunReport, *, verbose: bool) -> list[str]:
+    """What changed since the goldens that can change bits; under -v also the rest (platform, python)."""
+    sections = [("Environment now vs. when the goldens were recorded (what can change bits):",
+                 report.environment_changes)]
+    if verbose:
+        sections.append(("Other environment differences (context):", report.environment_context))
+    lines: list[str] = []
+    for title, changes_by_config in sections:
+        grouped: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for config_id, changes in changes_by_config.items():
+            grouped[changes].append(config_id)
+        if grouped:
+            lines += ["", title]
+            lines += [f"  {counted(len(ids), 'golden')}: " + "; ".join(changes) for changes, ids in grouped.items()]
     return lines
 
 
 def summary_line(report: RunReport) -> str:
     counts = ", ".join(f"{report.count(verdict)} {verdict.value}" for verdict in Verdict if report.count(verdict))
     status = "FAILED" if report.failures else "OK"
-    return (f"{status}: {len(report.cells)} cells: {counts or 'none'}; "
+    return (f"{status}: {counted(len(report.cells), 'cell')}: {counts or 'none'}; "
             f"{report.wall_seconds:.1f} s; exit {report.exit_code}")
 
 

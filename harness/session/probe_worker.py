@@ -1,7 +1,7 @@
 """`python -m harness.session.probe_worker`: the fresh interpreter of the fresh-process probe.
 
-Computes every selected config x backend once and prints one JSON line each:
-{"config": id, "backend": name, "sha256": hex or "error: ..."}.
+Computes every selected config x backend once, through a Session as every entry point does, and
+prints one JSON line each: {"config": id, "backend": name, "sha256": hex or "error: ..."}.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.backends import get_backend
 from harness.backends.capture import first_line
-from harness.model.case import build_case
-from harness.session.engine import execute, pinned_threads
-from harness.model.hashing import arrays_sha256
-from harness.model.suite import load_suite
+from harness.session.core import Session
+from harness.session.settings import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,19 +24,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--all", action="store_true")
     args = parser.parse_args(argv)
-    configs = load_suite(args.suite).select(args.config)
-    with pinned_threads(args.threads):
-        for config in configs:
-            case = build_case(config)
-            for name in args.backend:
-                try:
-                    backend = get_backend(name)
-                    if backend.is_slow(config) and not args.all:
-                        continue
-                    sha = arrays_sha256(execute(case, backend).first)
-                except Exception as error:  # reported back as this cell's result
-                    sha = f"error: {first_line(error)}"
-                print(json.dumps({"config": config.id, "backend": name, "sha256": sha}), flush=True)
+    session = Session(Settings(suite=args.suite, configs=tuple(args.config), backends=tuple(args.backend),
+                               threads=args.threads, include_slow=args.all))
+    for config in session.configs:
+        for name in args.backend:
+            try:
+                if session.backend(name).is_slow(config) and not args.all:
+                    continue
+                sha = session.output_sha256(config, name)
+            except Exception as error:  # reported back as this cell's result
+                sha = f"error: {first_line(error)}"
+            print(json.dumps({"config": config.id, "backend": name, "sha256": sha}), flush=True)
     return 0
 
 

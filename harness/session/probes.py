@@ -10,89 +10,57 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.backends.base import Backend, PreparedModel
 from harness.backends.capture import captured_upstream_messages, first_line
-from harness.model.case import Case, build_case, build_module, weights_sha256
 from harness.judging.compare import compare_outputs
+from harness.judging.results import PROBES, SETTING_PROBES, ProbeResult
+from harness.model.case import Case, build_module, weights_sha256
 from harness.model.config import RnnConfig
-from harness.session.engine import pinned_threads, resolve_backends
 from harness.model.hashing import arrays_sha256
-from harness.judging.tolerance import BITWISE
+from harness.model.tolerance import BITWISE
+from harness.session.execution import pinned_threads
+from harness.session.settings import ProbeSettings
+from harness.verdicts import ProbeVerdict
 
-PROBES = ("repeat", "fresh-process", "seed", "torch-threads", "deterministic", "ort-threads", "ort-optimization")
-# Probes of settings the harness pins (threads, ORT optimisation) or may toggle (deterministic mode): a
-# difference there says the setting matters, so goldens hold only with it pinned; it is "differs",
-# and fails the run only under --strict-settings. A difference in the other probes is nondeterminism: FAIL.
-SETTING_PROBES = frozenset({"torch-threads", "deterministic", "ort-threads", "ort-optimization"})
+if TYPE_CHECKING:
+    from harness.session.core import Session
+
 MODEL_ROW = "(model)"  # the seed probe is about building the model, not about a backend
 Outputs = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ProbeResult:
-    config_id: str
-    backend: str
-    probe: str
-    verdict: str  # "pass", "FAIL", "differs" (a setting probe), "n/a", "unsupported" or "error"
-    detail: str = ""
-    max_abs: float = 0.0
-    strict: bool = False  # --strict-settings: "differs" fails too
-
-    @property
-    def failing(self) -> bool:
-        return self.verdict in ("FAIL", "error") or (self.strict and self.verdict == "differs")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProbeOptions:
-    backends: tuple[str, ...]
-    repeats: int = 5
-    threads: int = 1
-    fresh_process: bool = True
-    include_slow: bool = False
-    strict_settings: bool = False
-
-
-def run_probes(
-    configs: Sequence[RnnConfig], options: ProbeOptions, suite_path: Path | None,
-    on_result: Callable[[ProbeResult], None] | None = None,
-) -> tuple[ProbeResult, ...]:
-    """Every probe for every config x backend; the fresh processes work while this one probes."""
-    resolved, unavailable = resolve_backends(options.backends)
-    backends = [backend for backend in resolved if backend.name not in unavailable]
-    names = [backend.name for backend in backends]
-    workers = _start_workers(configs, names, options, suite_path) if options.fresh_process else []
+def run_probes(session: Session, options: ProbeSettings) -> tuple[ProbeResult, ...]:
+    """Every probe for every config x backend of the session; the fresh processes work while this one probes."""
+    configs = session.configs
+    backends = session.runnable_backends()
+    workers = _start_workers(session, [b.name for b in backends]) if options.fresh_process else []
     results: list[ProbeResult] = []
     in_process_sha: dict[tuple[str, str], str] = {}
-    with pinned_threads(options.threads):
+    with session.pinned():
         for config in configs:
             results.append(_seed_probe(config))
-            case = build_case(config)
+            case = session.prepared(config).case
             for backend in backends:
-                if backend.is_slow(config) and not options.include_slow:
+                if backend.is_slow(config) and not session.settings.include_slow:
                     continue
-                cell_results, sha = _probe_cell(case, backend, options)
+                cell_results, sha = _probe_cell(case, backend, options, session.settings.threads)
                 cell_results = [dataclasses.replace(r, strict=options.strict_settings) for r in cell_results]
                 in_process_sha[(config.id, backend.name)] = sha
                 results += cell_results
     if workers:
         results += _fresh_process_results(workers, in_process_sha)
     else:
-        results += [_maker(config_id, backend)("fresh-process", "skipped", "--no-fresh-process")
+        results += [_maker(config_id, backend)("fresh-process", ProbeVerdict.SKIPPED, "--no-fresh-process")
                     for (config_id, backend), sha in in_process_sha.items() if sha]
-    for result in results:
-        if on_result:
-            on_result(result)
     return tuple(results)
 
 
-def _probe_cell(case: Case, backend: Backend, options: ProbeOptions) -> tuple[list[ProbeResult], str]:
+def _probe_cell(case: Case, backend: Backend, options: ProbeSettings, threads: int) -> tuple[list[ProbeResult], str]:
     make = _maker(case.config.id, backend.name)
     try:
         with captured_upstream_messages():
@@ -100,26 +68,28 @@ def _probe_cell(case: Case, backend: Backend, options: ProbeOptions) -> tuple[li
             reference = model.run(case.inputs)
             probes = [make("repeat", *_same_bits(reference, [model.run(case.inputs) for _ in range(options.repeats)],
                                                   f"{options.repeats} runs in one process"))]
-            probes += _torch_probes(make, backend, model, case, reference)
+            probes += _torch_probes(make, backend, model, case, reference, threads)
             probes += _backend_probes(make, backend, case)
     except Exception as error:  # a backend that fails to run has nothing to probe
         limitation = backend.known_limitation(case.config)
-        verdict, reason = ("unsupported", limitation) if limitation else ("error", first_line(error))
+        verdict, reason = ((ProbeVerdict.UNSUPPORTED, limitation) if limitation
+                           else (ProbeVerdict.ERROR, first_line(error)))
         return [make(probe, verdict, reason) for probe in PROBES if probe != "seed"], ""
     return probes, arrays_sha256(reference)
 
 
 def _torch_probes(make: Callable[..., ProbeResult], backend: Backend, model: PreparedModel, case: Case,
-                  reference: Outputs) -> list[ProbeResult]:
+                  reference: Outputs, threads: int) -> list[ProbeResult]:
     if not backend.uses_torch_kernels:
-        return [make(probe, "n/a", "torch settings do not reach this backend")
+        return [make(probe, ProbeVerdict.NOT_APPLICABLE, "torch settings do not reach this backend")
                 for probe in ("torch-threads", "deterministic")]
     cores = os.cpu_count() or 1
-    with pinned_threads(cores):
+    other = cores if cores != threads else 1
+    with pinned_threads(other):
         threaded = model.run(case.inputs)
     with _deterministic_algorithms():
         deterministic = model.run(case.inputs)
-    return [make("torch-threads", *_same_bits(reference, [threaded], f"torch threads 1 vs {cores}")),
+    return [make("torch-threads", *_same_bits(reference, [threaded], f"torch threads {threads} vs {other}")),
             make("deterministic", *_same_bits(reference, [deterministic],
                                                "torch.use_deterministic_algorithms(True) vs default"))]
 
@@ -130,7 +100,7 @@ def _backend_probes(make: Callable[..., ProbeResult], backend: Backend, case: Ca
     results = []
     for probe in ("ort-threads", "ort-optimization"):
         if probe not in pairs:
-            results.append(make(probe, "n/a", "not an ONNX Runtime backend"))
+            results.append(make(probe, ProbeVerdict.NOT_APPLICABLE, "not an ONNX Runtime backend"))
             continue
         pinned, other = pairs[probe]
         results.append(make(probe, *_same_bits(pinned.run(case.inputs), [other.run(case.inputs)], _PAIR_TEXT[probe])))
@@ -148,27 +118,27 @@ def _seed_probe(config: RnnConfig) -> ProbeResult:
         first, again = weights_sha256(build_module(config)), weights_sha256(build_module(config))
         other = weights_sha256(build_module(dataclasses.replace(config, seed=config.seed + 1)))
     if first != again:
-        return make("seed", "FAIL", f"seed {config.seed} built twice gave different weights")
+        return make("seed", ProbeVerdict.FAIL, f"seed {config.seed} built twice gave different weights")
     if first == other:
-        return make("seed", "FAIL",
+        return make("seed", ProbeVerdict.FAIL,
                     f"seeds {config.seed} and {config.seed + 1} gave the same weights: the seed is ignored")
-    return make("seed", "pass", f"seed {config.seed} twice: same weights; seed {config.seed + 1}: different")
+    return make("seed", ProbeVerdict.PASS, f"seed {config.seed} twice: same weights; seed {config.seed + 1}: different")
 
 
-def _same_bits(reference: Outputs, others: list[Outputs], what: str) -> tuple[str, str, float]:
+def _same_bits(reference: Outputs, others: list[Outputs], what: str) -> tuple[ProbeVerdict, str, float]:
     worst = 0.0
     for other in others:
         comparisons = compare_outputs(reference, other, BITWISE)
         worst = max([worst, *(c.max_abs for c in comparisons)])
         if any(not c.passed for c in comparisons):
-            return "FAIL", f"{what}: differ by up to {worst:.1e}", worst
-    return "pass", f"{what}: bitwise equal", 0.0
+            return ProbeVerdict.FAIL, f"{what}: differ by up to {worst:.1e}", worst
+    return ProbeVerdict.PASS, f"{what}: bitwise equal", 0.0
 
 
 def _maker(config_id: str, backend: str) -> Callable[..., ProbeResult]:
-    def make(probe: str, verdict: str, detail: str = "", max_abs: float = 0.0) -> ProbeResult:
-        if verdict == "FAIL" and probe in SETTING_PROBES:
-            verdict = "differs"
+    def make(probe: str, verdict: ProbeVerdict, detail: str = "", max_abs: float = 0.0) -> ProbeResult:
+        if verdict is ProbeVerdict.FAIL and probe in SETTING_PROBES:
+            verdict = ProbeVerdict.DIFFERS
         return ProbeResult(config_id=config_id, backend=backend, probe=probe, verdict=verdict, detail=detail,
                            max_abs=max_abs)
 
@@ -199,13 +169,13 @@ def _deterministic_algorithms() -> Iterator[None]:
 
 # The fresh-process probe: two new interpreters compute every selected cell and print sha256 lines.
 
-def _start_workers(configs: Sequence[RnnConfig], backends: list[str], options: ProbeOptions,
-                   suite_path: Path | None) -> list[subprocess.Popen[str]]:
-    command = [sys.executable, "-m", "harness.session.probe_worker", "--threads", str(options.threads)]
-    command += ["--suite", str(suite_path)] if suite_path else []
-    command += [flag for config in configs for flag in ("--config", config.id)]
+def _start_workers(session: Session, backends: list[str]) -> list[subprocess.Popen[str]]:
+    settings = session.settings
+    command = [sys.executable, "-m", "harness.session.probe_worker", "--threads", str(settings.threads)]
+    command += ["--suite", str(settings.suite)] if settings.suite else []
+    command += [flag for config in session.configs for flag in ("--config", config.id)]
     command += [flag for backend in backends for flag in ("--backend", backend)]
-    command += ["--all"] if options.include_slow else []
+    command += ["--all"] if settings.include_slow else []
     return [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             for _ in range(2)]
 
@@ -220,12 +190,13 @@ def _fresh_process_results(workers: list[subprocess.Popen[str]],
         if not here:
             continue  # the backend did not run here either; its other probes say why
         if any(sha.startswith("error") or not sha for sha in shas):
-            reason = next((sha for sha in shas if sha.startswith("error")), "not computed in a fresh process")
-            results.append(make("fresh-process", "n/a", reason))
+            reason = next((sha for sha in shas if sha.startswith("error")),
+                          "not computed in a fresh process")
+            results.append(make("fresh-process", ProbeVerdict.NOT_APPLICABLE, reason))
         elif len({here, *shas}) == 1:
-            results.append(make("fresh-process", "pass", "two new interpreters and this one: same sha256"))
+            results.append(make("fresh-process", ProbeVerdict.PASS, "two new interpreters and this one: same sha256"))
         else:
-            results.append(make("fresh-process", "FAIL", f"sha256 differ: this process {here[:12]}, "
+            results.append(make("fresh-process", ProbeVerdict.FAIL, f"sha256 differ: this process {here[:12]}, "
                                                          f"new ones {shas[0][:12]} and {shas[1][:12]}"))
     return results
 

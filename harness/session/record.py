@@ -1,76 +1,66 @@
-"""Recording goldens: the reference outputs plus every backend's own fingerprint."""
+"""Recording goldens: every backend's own fingerprint next to the reference, and what a forced
+re-record changed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.backends import REFERENCE_BACKEND, get_backend
 from harness.backends.base import Backend
 from harness.backends.capture import first_line
-from harness.model.case import Case, build_case
-from harness.judging.compare import TensorStatus, compare_outputs
-from harness.model.config import RnnConfig
-from harness.session.engine import DEFAULT_THREADS, environment_now, execute, pinned_threads, resolve_backends
-from harness.model.environment import environment_differences, utc_now
-from harness.errors import GoldenError
-from harness.store.golden import Golden, GoldenStore
+from harness.judging.compare import compare_outputs
+from harness.model.case import Case
+from harness.model.environment import environment_differences
 from harness.model.hashing import arrays_sha256
-from harness.judging.tolerance import BITWISE
+from harness.model.tolerance import BITWISE
+from harness.session.execution import execute
+from harness.store.golden import Golden
+from harness.verdicts import TensorStatus
 
-Outputs = dict[str, np.ndarray] | None
+Outputs = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecordResult:
+    """What one record wrote, and what it replaced."""
+
     config_id: str
     path: str
     replaced: bool
+    corrupt: str = ""  # why the golden it replaced could not be read, when it could not
     changes: tuple[str, ...] = ()
     fingerprints: dict[str, str] = field(default_factory=dict)  # backend -> one-line status
 
-
-def record_golden(
-    config: RnnConfig,
-    store: GoldenStore,
-    *,
-    force: bool,
-    threads: int = DEFAULT_THREADS,
-    fingerprint_backends: Sequence[str] = (),
-    include_slow: bool = False,
-) -> RecordResult:
-    """Compute the golden of config on the reference backend (eager CPU), fingerprint every other
-    available backend against it, and write it atomically."""
-    previous = _previous_golden(store, config, force)
-    with pinned_threads(threads):
-        case = build_case(config)
-        reference = execute(case, get_backend(REFERENCE_BACKEND)).first
-        backends, unavailable = resolve_backends(fingerprint_backends)
-        runnable = [b for b in backends if b.name not in unavailable and (include_slow or not b.is_slow(config))]
-        fingerprints: dict[str, dict[str, Any]] = {}
-        backend_tensors: dict[str, dict[str, np.ndarray]] = {}
-        reference_sha256 = arrays_sha256(reference)
-        for backend in runnable:
-            fingerprints[backend.name], outputs = _fingerprint(case, backend, reference)
-            if outputs is not None and fingerprints[backend.name]["sha256"] != reference_sha256:
-                backend_tensors[backend.name] = outputs
-        environment = environment_now(threads)
-    golden = Golden(
-        config=config, tensors=reference, weights_sha256=case.weights_sha256, inputs_sha256=case.inputs_sha256,
-        recorded_by=REFERENCE_BACKEND, recorded_at=utc_now(), environment=environment,
-        backend_fingerprints=fingerprints, backend_tensors=backend_tensors,
-    )
-    path = store.write(golden, force=force)
-    changes = describe_changes(previous, golden) if previous else ()
-    summary = {name: _fingerprint_line(fingerprint) for name, fingerprint in fingerprints.items()}
-    return RecordResult(config_id=config.id, path=str(path), replaced=previous is not None, changes=changes,
-                        fingerprints=summary)
+    @classmethod
+    def of(cls, config_id: str, path: Path, golden: Golden, *, previous: Golden | None, corrupt: str,
+           changes: tuple[str, ...]) -> RecordResult:
+        summary = {name: fingerprint_line(fingerprint) for name, fingerprint in golden.backend_fingerprints.items()}
+        return cls(config_id=config_id, path=str(path), replaced=previous is not None or bool(corrupt),
+                   corrupt=corrupt, changes=changes, fingerprints=summary)
 
 
-def _fingerprint(case: Case, backend: Backend, reference: dict[str, np.ndarray]) -> tuple[dict[str, Any], Outputs]:
+def fingerprint_backends(
+    case: Case, backends: Sequence[Backend], reference: Outputs, *, include_slow: bool
+) -> tuple[dict[str, dict[str, Any]], dict[str, Outputs]]:
+    """Each backend's own fingerprint against the reference, and the outputs of those that are not
+    bitwise equal to it (kept in the golden to measure their own movement later)."""
+    fingerprints: dict[str, dict[str, Any]] = {}
+    backend_tensors: dict[str, Outputs] = {}
+    reference_sha256 = arrays_sha256(reference)
+    for backend in backends:
+        if backend.is_slow(case.config) and not include_slow:
+            continue
+        fingerprints[backend.name], outputs = _fingerprint(case, backend, reference)
+        if outputs is not None and fingerprints[backend.name]["sha256"] != reference_sha256:
+            backend_tensors[backend.name] = outputs
+    return fingerprints, backend_tensors
+
+
+def _fingerprint(case: Case, backend: Backend, reference: Outputs) -> tuple[dict[str, Any], Outputs | None]:
     """A backend's own fingerprint: sha256 of its outputs and its distance to the reference."""
     try:
         outputs = execute(case, backend).first
@@ -88,24 +78,13 @@ def _fingerprint(case: Case, backend: Backend, reference: dict[str, np.ndarray])
     }, outputs
 
 
-def _fingerprint_line(fingerprint: dict[str, Any]) -> str:
+def fingerprint_line(fingerprint: dict[str, Any]) -> str:
     if fingerprint["status"] != "ok":
         return f"{fingerprint['status']}: {fingerprint['reason']}"
     if fingerprint["max_ulps_to_reference"] == 0:
         return "bitwise equal to the reference"
     return (f"{fingerprint['max_ulps_to_reference']} ulps (max abs {fingerprint['max_abs_to_reference']:.1e}) "
             "from the reference")
-
-
-def _previous_golden(store: GoldenStore, config: RnnConfig, force: bool) -> Golden | None:
-    if not store.exists(config.id):
-        return None
-    if not force:
-        raise GoldenError(f"{store.manifest_path(config.id)}: golden exists; pass --force to overwrite it")
-    try:
-        return store.load(config.id)
-    except GoldenError:
-        return None  # a corrupt golden is being replaced: nothing to diff against
 
 
 def describe_changes(old: Golden, new: Golden) -> tuple[str, ...]:
@@ -130,7 +109,9 @@ def describe_changes(old: Golden, new: Golden) -> tuple[str, ...]:
     for backend, fingerprint in new.backend_fingerprints.items():
         before = old.backend_fingerprints.get(backend, {})
         if before.get("sha256") != fingerprint.get("sha256") or before.get("status") != fingerprint.get("status"):
-            lines.append(f"{backend} fingerprint: {_fingerprint_line(before) if before else 'none'} -> "
-                         f"{_fingerprint_line(fingerprint)}")
-    lines += [f"environment: {line}" for line in environment_differences(old.environment, new.environment)]
+            lines.append(f"{backend} fingerprint: {fingerprint_line(before) if before else 'none'} -> "
+                         f"{fingerprint_line(fingerprint)}")
+    for context in (False, True):
+        lines += [f"environment: {line}"
+                  for line in environment_differences(old.environment, new.environment, context=context)]
     return tuple(lines)

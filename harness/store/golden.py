@@ -11,22 +11,26 @@ pointing at the old, untouched tensors file.
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
-import zipfile
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.errors import ConfigError, GoldenError
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment
-from harness.errors import ConfigError, GoldenError
-from harness.model.hashing import array_sha256, arrays_sha256
+from harness.model.hashing import arrays_sha256
+from harness.store.files import (
+    confined_tensors_path,
+    read_tensors,
+    store_named_tensors_files,
+    tensor_entries,
+    verify_tensors,
+    write_golden_files,
+)
 
 SCHEMA = "harness.golden/1"
 BACKEND_SEPARATOR = "/"
@@ -73,14 +77,14 @@ class Golden:
 
 def default_golden_dir() -> Path:
     """The repository's golden/ when running from a checkout, else ./golden."""
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").exists() and (checkout / "golden").is_dir():
         return checkout / "golden"
     return Path("golden")
 
 
 class GoldenStore:
-    """Reads and atomically writes goldens under one directory."""
+    """Reads and atomically writes suite goldens under one directory."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -91,6 +95,13 @@ class GoldenStore:
     def exists(self, config_id: str) -> bool:
         return self.manifest_path(config_id).exists()
 
+    def require_directory(self) -> None:
+        """GoldenError unless the golden directory exists and is a directory."""
+        if not self.root.exists():
+            raise GoldenError(f"golden directory {self.root} does not exist (--golden-dir)")
+        if not self.root.is_dir():
+            raise GoldenError(f"golden directory {self.root} is not a directory (--golden-dir)")
+
     def stored_ids(self) -> list[str]:
         """Config ids with a suite golden here (user goldens of the rnn_golden fixture excluded)."""
         return sorted(path.stem for path in self.root.glob("*.json") if _schema_of(path) == SCHEMA)
@@ -99,7 +110,7 @@ class GoldenStore:
         """The verified golden of config_id; GoldenError naming the file if missing or corrupt."""
         manifest_path = self.manifest_path(config_id)
         manifest = self._read_manifest(manifest_path)
-        tensors_path = self.root / str(manifest["tensors_file"])
+        tensors_path = confined_tensors_path(self.root, manifest_path, manifest["tensors_file"])
         arrays = read_tensors(tensors_path)
         tensors = {name: array for name, array in arrays.items() if BACKEND_SEPARATOR not in name}
         verify_tensors(tensors_path, tensors, manifest["tensors"])
@@ -121,6 +132,28 @@ class GoldenStore:
             backend_tensors=backend_tensors,
         )
 
+    def load_for(self, config: RnnConfig) -> Golden:
+        """The golden of config, which must have been recorded for exactly this config."""
+        golden = self.load(config.id)
+        if golden.config.content_hash != config.content_hash:
+            raise GoldenError(
+                f"{self.manifest_path(config.id)}: recorded for a different config than the suite's "
+                f"{config.id!r} (content hash {golden.config.content_hash[:12]} vs {config.content_hash[:12]})"
+            )
+        return golden
+
+    def previous(self, config_id: str, *, force: bool) -> tuple[Golden | None, str]:
+        """Before a record: the golden it would replace and, when that one cannot be read, why.
+        GoldenError when one exists and force is not given."""
+        if not self.exists(config_id):
+            return None, ""
+        if not force:
+            raise GoldenError(f"{self.manifest_path(config_id)}: golden exists; pass --force to overwrite it")
+        try:
+            return self.load(config_id), ""
+        except GoldenError as error:
+            return None, error.message
+
     def write(self, golden: Golden, *, force: bool = False) -> Path:
         """Write atomically; refuse to replace an existing golden unless force."""
         manifest_path = self.manifest_path(golden.config.id)
@@ -128,11 +161,21 @@ class GoldenStore:
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
         return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest)
 
+    def files_of(self, config_id: str) -> list[Path]:
+        """The manifest and the tensors files the store's own naming gives this id, inside the directory."""
+        return [self.manifest_path(config_id), *store_named_tensors_files(self.root, config_id)]
+
+    def remove(self, config_ids: Iterable[str], *, dry_run: bool) -> tuple[Path, ...]:
+        """Delete (or, dry_run, only list) every file of these goldens; returns the paths."""
+        paths = tuple(path for config_id in config_ids for path in self.files_of(config_id) if path.exists())
+        if not dry_run:
+            for path in paths:
+                path.unlink(missing_ok=True)
+        return paths
+
     def _read_manifest(self, path: Path) -> dict[str, Any]:
         if not path.exists():
-            raise GoldenError(
-                f"{path}: no golden for this config; record one with `harness record --config {path.stem}`"
-            )
+            raise GoldenError(f"{path}: no golden for this config")
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -143,36 +186,7 @@ class GoldenStore:
             raise GoldenError(f"{path}: corrupt golden manifest: missing keys (needs {', '.join(required)})")
         if manifest["schema"] != SCHEMA:
             raise GoldenError(f"{path}: unknown golden schema {manifest['schema']!r}; this harness reads {SCHEMA}")
-        return manifest
-
-
-def tensor_entries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """The manifest's description of each tensor: shape, dtype and sha256 of its bytes."""
-    return {name: {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": array_sha256(array)}
-            for name, array in arrays.items()}
-
-
-def write_golden_files(
-    root: Path, name: str, arrays: dict[str, np.ndarray], manifest_for: Callable[[str], dict[str, Any]]
-) -> Path:
-    """Tensors under a content-addressed name, then the manifest (the commit point), then the old
-    tensors file goes. A write killed at any moment leaves the old manifest and tensors intact."""
-    manifest_path = root / f"{name}.json"
-    old_tensors_file = _old_tensors_file(manifest_path)
-    tensors_file = f"{name}.{arrays_sha256(arrays)[:12]}.npz"
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write(root / tensors_file, npz_bytes(arrays))
-    atomic_write(manifest_path, (json.dumps(manifest_for(tensors_file), indent=2) + "\n").encode())
-    if old_tensors_file and old_tensors_file != tensors_file:
-        (root / old_tensors_file).unlink(missing_ok=True)
-    return manifest_path
-
-
-def _old_tensors_file(manifest_path: Path) -> str | None:
-    try:
-        return str(json.loads(manifest_path.read_text(encoding="utf-8"))["tensors_file"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return dict(manifest)
 
 
 def _schema_of(path: Path) -> str | None:
@@ -181,25 +195,6 @@ def _schema_of(path: Path) -> str | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return SCHEMA  # unreadable: still looks like a golden, and loading it says what is wrong
     return document.get("schema") if isinstance(document, dict) else None
-
-
-def read_tensors(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of an .npz without unpickling anything."""
-    try:
-        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise GoldenError(f"{path}: golden tensors file is missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise GoldenError(f"{path}: corrupt golden tensors file: {error}") from None
-
-
-def verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[str, Any]) -> None:
-    if set(tensors) != set(expected):
-        raise GoldenError(f"{path}: holds tensors {sorted(tensors)}, manifest lists {sorted(expected)}")
-    for name, array in tensors.items():
-        if array_sha256(array) != expected[name]["sha256"] or list(array.shape) != expected[name]["shape"]:
-            raise GoldenError(f"{path}: tensor {name!r} does not match the sha256 in its manifest (edited or corrupt)")
 
 
 def _backend_tensors(
@@ -215,24 +210,3 @@ def _backend_tensors(
         if arrays_sha256(tensors) != fingerprints.get(backend, {}).get("sha256"):
             raise GoldenError(f"{path}: outputs stored for backend {backend!r} do not match its fingerprint sha256")
     return grouped
-
-
-def npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **tensors)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as a kwarg
-    return buffer.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over path."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(descriptor, 0o644)  # mkstemp makes 0600; goldens are shared data
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,58 @@
+"""The plugin's per-process state, kept in config.stash: option values, one Session, fixture goldens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness.options import plugin_options
+
+if TYPE_CHECKING:  # the session imports numpy and, when it runs, torch: only when an item runs
+    from harness.session.core import Session
+    from harness.session.fixture import FixtureGoldens
+
+
+@dataclass
+class PluginState:
+    values: dict[str, Any]  # option name -> value, as the CLI would have parsed it
+    golden_dir: Path
+    fixture_golden_dir: Path | None  # None: rnn_golden/ next to each test file
+    _session: Session | None = None
+    _fixture: FixtureGoldens | None = None
+
+    @property
+    def session(self) -> Session:
+        """One Session per process (per xdist worker): the suite parsed and each case built once."""
+        if self._session is None:
+            from harness.session.core import Session
+            from harness.session.settings import settings_from
+
+            settings = settings_from(self.values, golden_dir=self.golden_dir)
+            self._session = Session(settings, record_hint=self.record_hint)
+        return self._session
+
+    @property
+    def fixture(self) -> FixtureGoldens:
+        if self._fixture is None:
+            from harness.session.fixture import FixtureGoldens
+
+            self._fixture = FixtureGoldens(update=bool(self.values["update"]),
+                                           force=bool(self.values["update"] and self.values["force_update"]),
+                                           threads=int(self.values["threads"] or 1))
+        return self._fixture
+
+    def record_hint(self, config_id: str) -> str:
+        suite = self.values.get("suite")
+        flags = f" --harness-suite {suite}" if suite else ""
+        return f"pytest --harness{flags} --harness-golden-dir {self.golden_dir} --harness-update -k {config_id}"
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+def option_values(config: pytest.Config) -> dict[str, Any]:
+    """Every plugin option's value, keyed by its name in the options table."""
+    return {option.name: config.getoption(f"harness_{option.name}") for option in plugin_options()}

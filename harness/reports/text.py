@@ -1,0 +1,39 @@
+"""Small formatting helpers every report shares: text tables, counted nouns, strict-JSON values."""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart, as wide as their widest entry."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """'1 config', '2 configs', '0 configs' ('1 golden', '3 goldens')."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def finite(value: float | None) -> float | str | None:
+    """JSON has no inf/nan: write them as the strings "inf", "-inf" and "nan"."""
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """Tuples become lists and non-finite floats strings ("inf", "nan"): strict JSON has neither."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

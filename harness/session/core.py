@@ -1,0 +1,287 @@
+"""The session: one core that owns a harness run end to end, for every entry point.
+
+`harness run|check|probe|record|show|prune`, the pytest plugin, the rnn_golden fixture and the
+probe worker all go through a Session. It owns the suite and its selection, backend resolution,
+the case and golden caches, thread pinning, and the whole golden life cycle (load, missing, stale,
+record, force, prune). Shells only parse, call and print.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.backends import REFERENCE_BACKEND, default_backend_names, expand_backend_names, resolve_backends
+from harness.backends.base import Backend
+from harness.errors import GoldenError, UnknownNameError
+from harness.judging.judge import CaseFacts
+from harness.judging.results import CellResult, RunReport
+from harness.model.case import Case, build_case
+from harness.model.config import RnnConfig
+from harness.model.environment import Environment, environment_differences, environment_label, utc_now
+from harness.model.shard import select_shard
+from harness.model.suite import Suite, load_suite
+from harness.model.tolerance import TolerancePolicy
+from harness.session.execution import case_facts, environment_now, execute, judged_cell, pinned_threads
+from harness.session.record import RecordResult, describe_changes, fingerprint_backends
+from harness.session.settings import Settings, policy_for
+from harness.store.golden import Golden, GoldenStore, default_golden_dir
+from harness.verdicts import Verdict
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedCase:
+    """A built case and what judging needs to know about it, built once per config."""
+
+    case: Case
+    facts: CaseFacts
+
+
+class Session:
+    """A harness run over one suite, golden directory and set of backends (see Settings)."""
+
+    def __init__(self, settings: Settings | None = None, *, record_hint: Callable[[str], str] | None = None) -> None:
+        self.settings = settings or Settings()
+        self._record_hint = record_hint or self.cli_record_hint
+        self._cases: dict[str, PreparedCase] = {}
+        self._goldens: dict[str, Golden | None] = {}
+        self._written: set[str] = set()  # goldens this process recorded through ensure_golden
+
+    # --- what the session runs -------------------------------------------------------------------
+
+    @functools.cached_property
+    def suite(self) -> Suite:
+        return load_suite(self.settings.suite)
+
+    @functools.cached_property
+    def configs(self) -> tuple[RnnConfig, ...]:
+        """The selected configs (--config), in suite order, then the shard."""
+        configs = self.suite.select(list(self.settings.configs))
+        return select_shard(configs, *self.settings.shard) if self.settings.shard else configs
+
+    def config(self, config_id: str) -> RnnConfig:
+        """A config of the whole suite by id; UnknownNameError naming the suite otherwise."""
+        return self.suite.select([config_id])[0]
+
+    @functools.cached_property
+    def policy(self) -> TolerancePolicy:
+        return policy_for(self.settings, self.suite.tolerances)
+
+    @functools.cached_property
+    def backend_names(self) -> tuple[str, ...]:
+        return tuple(expand_backend_names(self.settings.backends or default_backend_names()))
+
+    @functools.cached_property
+    def _resolved(self) -> tuple[dict[str, Backend], dict[str, str]]:
+        backends, unavailable = resolve_backends(self.backend_names, required=self.settings.backends_named)
+        return {backend.name: backend for backend in backends}, unavailable
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Backend name -> why it cannot run here."""
+        return self._resolved[1]
+
+    def backend(self, name: str) -> Backend:
+        backends = self._resolved[0]
+        if name not in backends:
+            raise UnknownNameError(f"backend {name!r} is not in this session's backends: {', '.join(backends)}")
+        return backends[name]
+
+    def runnable_backends(self) -> list[Backend]:
+        return [backend for name, backend in self._resolved[0].items() if name not in self.unavailable]
+
+    # --- goldens ---------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def golden_dir(self) -> Path:
+        return self.settings.golden_dir or default_golden_dir()
+
+    @functools.cached_property
+    def store(self) -> GoldenStore:
+        return GoldenStore(self.golden_dir)
+
+    def require_golden_dir(self) -> None:
+        """A golden directory that is missing or a file is reported as exactly that."""
+        self.store.require_directory()
+
+    def golden(self, config: RnnConfig) -> Golden | None:
+        """The config's verified golden (cached), None when there is none; GoldenError when it is corrupt
+        or was recorded for a different config."""
+        if self.settings.live_reference:
+            return self._live_golden(config)
+        if config.id not in self._goldens:
+            self._goldens[config.id] = self.store.load_for(config) if self.store.exists(config.id) else None
+        return self._goldens[config.id]
+
+    def stale_goldens(self) -> tuple[str, ...]:
+        """Suite goldens in the directory that no config of the whole suite uses (independent of the
+        selection, the shard and pytest's -k)."""
+        if not self.golden_dir.is_dir():
+            return ()
+        used = set(self.suite.ids())
+        return tuple(config_id for config_id in self.store.stored_ids() if config_id not in used)
+
+    def prune(self, *, delete: bool) -> tuple[Path, ...]:
+        """The files of every stale golden: removed when delete, else only listed (a dry run)."""
+        self.require_golden_dir()
+        stale = self.stale_goldens()
+        return self.store.remove(stale, dry_run=not delete)
+
+    def record(self, config: RnnConfig, *, force: bool, fingerprint: bool = True) -> RecordResult:
+        """Compute the golden on the reference backend (eager CPU), fingerprint every runnable backend
+        of the session against it, and write it atomically; refuses to overwrite without force."""
+        previous, corrupt = self.store.previous(config.id, force=force)
+        with self.pinned():
+            prepared = self.prepared(config)
+            reference = execute(prepared.case, self._reference_backend()).first
+            backends = self.runnable_backends() if fingerprint else []
+            fingerprints, backend_tensors = fingerprint_backends(
+                prepared.case, backends, reference, include_slow=self.settings.include_slow)
+            environment = self.environment()
+        golden = Golden(
+            config=config, tensors=reference, weights_sha256=prepared.case.weights_sha256,
+            inputs_sha256=prepared.case.inputs_sha256, recorded_by=REFERENCE_BACKEND, recorded_at=utc_now(),
+            environment=environment, backend_fingerprints=fingerprints, backend_tensors=backend_tensors,
+        )
+        path = self.store.write(golden, force=force)
+        self._goldens.pop(config.id, None)
+        return RecordResult.of(config.id, path, golden, previous=previous, corrupt=corrupt,
+                               changes=describe_changes(previous, golden) if previous else ())
+
+    def ensure_golden(self, config: RnnConfig, *, update: bool, force: bool) -> str:
+        """The plugin's life cycle: record a missing golden under update, rewrite it under force (once per
+        process). Returns "recorded" or "rewritten" when this call wrote it, else ""."""
+        exists = self.store.exists(config.id)
+        if not update or (exists and not force) or config.id in self._written:
+            return ""
+        try:
+            self.record(config, force=exists, fingerprint=False)
+        except GoldenError:
+            if not self.store.exists(config.id):  # another xdist worker won a race writing the same golden
+                raise
+        self._written.add(config.id)
+        return "rewritten" if exists else "recorded"
+
+    # --- running ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        with pinned_threads(self.settings.threads):
+            yield
+
+    def environment(self) -> Environment:
+        return environment_now(self.settings.threads)
+
+    def prepared(self, config: RnnConfig) -> PreparedCase:
+        """The config's seeded case and its facts, built once per session."""
+        if config.id not in self._cases:
+            case = build_case(config)
+            self._cases[config.id] = PreparedCase(case=case, facts=case_facts(case))
+        return self._cases[config.id]
+
+    def judge(self, config: RnnConfig, backend_name: str) -> CellResult:
+        """One cell: unavailable, MISSING, slow, unsupported, or the backend's outputs judged."""
+        if backend_name in self.unavailable:
+            return CellResult(config_id=config.id, backend=backend_name, verdict=Verdict.UNAVAILABLE,
+                              reason=self.unavailable[backend_name])
+        golden = self.golden(config)
+        if golden is None:
+            return CellResult(config_id=config.id, backend=backend_name, verdict=Verdict.MISSING,
+                              reason=self.missing_reason(config.id))
+        with self.pinned():
+            prepared = self.prepared(config)
+            tolerance = self.policy.for_cell(backend_name, config.dtype, config.id)
+            return judged_cell(prepared.case, prepared.facts, self.backend(backend_name), golden, tolerance,
+                               include_slow=self.settings.include_slow)
+
+    def run(self, on_cell: Callable[[CellResult], None] | None = None) -> RunReport:
+        """Every selected config on every backend of the session, each judged against its golden."""
+        started = time.perf_counter()
+        if not self.settings.live_reference:
+            self.require_golden_dir()
+        configs = self.configs
+        names = self.backend_names
+        self._resolved  # noqa: B018  # resolve (and reject unavailable named backends) before any work
+        cells: list[CellResult] = []
+        for config in configs:
+            for name in names:
+                cell = self.judge(config, name)
+                cells.append(cell)
+                if on_cell:
+                    on_cell(cell)
+        environment = self.environment()
+        return RunReport(
+            suite=self.suite.source,
+            golden_dir="(live eager reference)" if self.settings.live_reference else str(self.golden_dir),
+            config_ids=tuple(config.id for config in configs), backends=names, cells=tuple(cells),
+            unavailable=dict(self.unavailable), environment=environment,
+            environment_changes=self._environment_changes(environment, context=False),
+            environment_context=self._environment_changes(environment, context=True),
+            stale=() if self.settings.live_reference else self.stale_goldens(),
+            live_reference=self.settings.live_reference,
+            hints={"record": self.cli_command("record"), "prune": self.cli_command("prune")},
+            wall_seconds=time.perf_counter() - started,
+            label=self.settings.label or environment_label(environment),
+            shard="/".join(map(str, self.settings.shard)) if self.settings.shard else "",
+        )
+
+    def output_sha256(self, config: RnnConfig, backend_name: str) -> str:
+        """sha256 of what one backend computes for one config (the fresh-process probe's unit)."""
+        from harness.model.hashing import arrays_sha256
+
+        with self.pinned():
+            return arrays_sha256(execute(self.prepared(config).case, self.backend(backend_name)).first)
+
+    # --- hints -----------------------------------------------------------------------------------
+
+    def cli_command(self, command: str) -> str:
+        """`harness COMMAND` with this session's own --suite and --golden-dir, ready to paste."""
+        parts = ["harness", command]
+        if self.settings.suite is not None:
+            parts += ["--suite", str(self.settings.suite)]
+        if self.settings.golden_dir is not None:
+            parts += ["--golden-dir", str(self.settings.golden_dir)]
+        return " ".join(parts)
+
+    def cli_record_hint(self, config_id: str) -> str:
+        return f"{self.cli_command('record')} --config {config_id}"
+
+    def missing_reason(self, config_id: str) -> str:
+        return f"no golden {self.store.manifest_path(config_id)}; record it: {self._record_hint(config_id)}"
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _reference_backend(self) -> Backend:
+        from harness.backends import get_backend
+
+        return get_backend(REFERENCE_BACKEND)
+
+    def _live_golden(self, config: RnnConfig) -> Golden:
+        if config.id not in self._goldens:
+            with self.pinned():
+                prepared = self.prepared(config)
+                outputs = execute(prepared.case, self._reference_backend()).first
+                environment = self.environment()
+            self._goldens[config.id] = Golden(
+                config=config, tensors=outputs, weights_sha256=prepared.case.weights_sha256,
+                inputs_sha256=prepared.case.inputs_sha256, recorded_by=f"{REFERENCE_BACKEND} (live, this run)",
+                recorded_at=utc_now(), environment=environment,
+            )
+        golden = self._goldens[config.id]
+        assert golden is not None
+        return golden
+
+    def _environment_changes(self, now: Environment, *, context: bool) -> dict[str, tuple[str, ...]]:
+        if self.settings.live_reference:
+            return {}
+        changes = {}
+        for config_id, golden in self._goldens.items():
+            if golden is not None:
+                lines = environment_differences(golden.environment, now, context=context)
+                if lines:
+                    changes[config_id] = tuple(lines)
+        return changes

@@ -1,0 +1,29 @@
+"""Finding a golden from its manifest alone: a suite golden or a fixture golden, whichever it is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.errors import GoldenError
+from harness.store.golden import SCHEMA as SUITE_SCHEMA
+from harness.store.golden import Golden, GoldenStore
+from harness.store.user_golden import SCHEMA as USER_SCHEMA
+from harness.store.user_golden import UserGolden, UserGoldenStore
+
+
+def load_any_golden(manifest: Path) -> Golden | UserGolden:
+    """The verified golden whose manifest is at this path, no suite needed; GoldenError naming the file."""
+    GoldenStore(manifest.parent).require_directory()
+    if not manifest.is_file():
+        raise GoldenError(f"{manifest}: no such golden (neither a suite golden nor an rnn_golden fixture golden)")
+    try:
+        schema = json.loads(manifest.read_text(encoding="utf-8")).get("schema")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise GoldenError(f"{manifest}: corrupt golden manifest: {error}") from None
+    if schema == SUITE_SCHEMA:
+        return GoldenStore(manifest.parent).load(manifest.stem)
+    if schema == USER_SCHEMA:
+        return UserGoldenStore(manifest.parent).load(manifest.stem)
+    raise GoldenError(f"{manifest}: unknown golden schema {schema!r}; this harness reads {SUITE_SCHEMA} "
+                      f"and {USER_SCHEMA}")

@@ -1,0 +1,87 @@
+"""Every verdict the harness gives, in one place: cells, tensors, a backend against its own past,
+determinism probes, and cross-environment agreement in merged reports.
+
+Adding a verdict means editing this module, the JSON schema (reports/schemas/report.schema.json) and
+the colour/format tables that key on these enums (reports/terminal.py, reports/html.py, reports/merge.py).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Verdict(enum.Enum):
+    """A cell's verdict (config x backend); `failing` ones fail the run."""
+
+    IDENTICAL = "identical"
+    CLOSE = "close"
+    DRIFT = "DRIFT"
+    SHAPE = "SHAPE"
+    INVARIANT = "INVARIANT"  # outputs break what the PyTorch documentation guarantees
+    NONDETERMINISTIC = "NONDETERMINISTIC"
+    ERROR = "ERROR"
+    MISSING = "MISSING"  # no golden to compare with: record one (exit 2, the table is still printed)
+    UNSUPPORTED = "unsupported"
+    SLOW = "slow"  # left out of a default run; runs under --all
+    UNAVAILABLE = "unavailable"  # the backend cannot run on this machine (e.g. no CUDA)
+
+    @property
+    def failing(self) -> bool:
+        return self in _FAILING
+
+    @property
+    def not_computed(self) -> bool:
+        """Nothing was compared: the cell says why, not how far."""
+        return self in (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE, Verdict.ERROR, Verdict.MISSING)
+
+
+_FAILING = frozenset({Verdict.DRIFT, Verdict.SHAPE, Verdict.INVARIANT, Verdict.NONDETERMINISTIC, Verdict.ERROR,
+                      Verdict.MISSING})
+
+
+class TensorStatus(enum.Enum):
+    """How one produced tensor relates to its expected one."""
+
+    IDENTICAL = "identical"
+    CLOSE = "close"
+    DRIFT = "drift"
+    SHAPE = "shape"  # shape or dtype differs
+    MISSING = "missing"  # expected but not produced
+    UNEXPECTED = "unexpected"  # produced but not expected
+
+
+class Cause(enum.Enum):
+    """The first link of the chain that differs from what the golden recorded."""
+
+    INPUTS = "inputs changed"
+    WEIGHTS = "weights changed"
+    COMPUTE = "compute changed (same inputs and weights)"
+
+
+class PastStatus(enum.Enum):
+    """A backend against its own fingerprint recorded with the golden."""
+
+    UNCHANGED = "unchanged"
+    MOVED = "moved"
+    NEW = "new"  # no fingerprint of this backend in the golden
+
+
+class ProbeVerdict(enum.Enum):
+    """One determinism probe of one config x backend."""
+
+    PASS = "pass"
+    FAIL = "FAIL"  # nondeterminism
+    DIFFERS = "differs"  # a pinned setting changes bits (fails only under --strict-settings)
+    NOT_APPLICABLE = "n/a"
+    UNSUPPORTED = "unsupported"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class Agreement(enum.Enum):
+    """One config x backend across the environments of a merged report."""
+
+    BITWISE = "bitwise"  # every environment computed the same bytes
+    TOLERANCE = "tolerance"  # different bytes, all within tolerance of the golden
+    DRIFT = "drift"  # some environment fails
+    NOT_RUN = "n/a"
