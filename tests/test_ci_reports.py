@@ -76,7 +76,7 @@ def test_merging_two_environments_shows_the_matrix(cli: Cli, golden: Path, tmp_p
     assert "harness merge: 2 reports, 2 environments" in result.out
     row = {line.split()[0]: line.split()[1:] for line in result.out.splitlines() if line.startswith(CONFIGS)}
     assert row["rnn-h8-s0"] == ["=", "="]  # bitwise in both environments, on both backends
-    assert row["gru-h8-s0"] == ["~", "="]  # GRU changes bits with the thread count (FINDINGS.md); ORT does not
+    assert row["gru-h8-s0"] == ["~", "="]  # GRU changes bits with the thread count (docs/backends.md); ORT does not
     assert "gru-h8-s0 x eager: tolerance: bitwise groups [one-thread | two-threads]" in result.out
     assert "| `gru-h8-s0` | ~ (one-thread / two-threads) | = |" in markdown.read_text()
     assert "tolerance (one-thread / two-threads)" in html.read_text()

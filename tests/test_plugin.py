@@ -45,13 +45,14 @@ def nudge(golden_dir: Path, config_id: str) -> None:
 
 def test_items_per_config_and_backend_with_readable_ids_and_junit(pytester: pytest.Pytester) -> None:
     golden = copy_goldens(pytester.path / "golden", *SELECTED)
+    before = {path.name: path.read_bytes() for path in golden.iterdir()}
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest("--harness", *FAST, "-k", K, f"--junitxml={junit}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, xfailed=1)  # p4 on the legacy exporter is a known limitation
     result.stdout.fnmatch_lines(["collected 100 items / 94 deselected / 6 selected"])
     names = {case.get("name") for case in ElementTree.parse(junit).iter("testcase")}
     assert names == {f"test_golden[{c}-{b}]" for c in SELECTED for b in ("eager", "onnxruntime-legacy")}
-    assert golden.exists()
+    assert {path.name: path.read_bytes() for path in golden.iterdir()} == before  # a plain run writes nothing
 
 
 def test_a_perturbed_golden_fails_with_the_cli_report(pytester: pytest.Pytester) -> None:
@@ -160,3 +161,74 @@ def test_a_user_project_adopts_the_fixture(pytester: pytest.Pytester) -> None:
         "*pytest --harness-update --harness-force-update*",
     ])
     assert "Traceback" not in failed.stdout.str()
+
+
+TWO_TESTS_ONE_NAME = '''
+import torch
+
+
+def outputs(seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return torch.nn.RNN(4, 8).eval()(torch.ones(3, 5, 4))
+
+
+def test_first(rnn_golden):
+    rnn_golden.check("shared", outputs(0))
+
+
+def test_second(rnn_golden):
+    rnn_golden.check("shared", outputs(1))
+'''
+
+
+def test_two_tests_using_one_golden_name_fail_naming_both(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=TWO_TESTS_ONE_NAME)
+    result = pytester.runpytest("--harness-update")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*shared.json is used by two tests: test_user.py::test_first and "
+                                 "test_user.py::test_second; give each check its own name*"])
+
+
+MODEL_TEST = '''
+import torch
+
+
+def test_model_form(rnn_golden):
+    torch.manual_seed(int("SEED"))
+    lstm = torch.nn.LSTM(4, 6).eval()
+    rnn_golden.check("my-lstm", model=lstm, inputs=torch.ones(3, 2, 4))
+'''
+
+
+def test_fixture_goldens_have_their_own_directory_and_the_model_form_attributes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=MODEL_TEST.replace("SEED", "0"))
+    suite_dir = pytester.path / "suite-goldens"
+    pytester.runpytest("--harness-update", "--harness-golden-dir", str(suite_dir)).assert_outcomes(passed=1)
+    assert (pytester.path / "rnn_golden" / "my-lstm.json").is_file()  # next to the test file
+    assert not suite_dir.exists()  # --harness-golden-dir is for suite goldens only
+    pytester.makepyfile(test_user=MODEL_TEST.replace("SEED", "1"))  # other weights, same inputs
+    drift = pytester.runpytest()
+    drift.assert_outcomes(failed=1)
+    drift.stdout.fnmatch_lines(["*golden 'my-lstm' (*my-lstm.json): DRIFT (tolerance atol=2e-06 rtol=1e-05); "
+                                "cause: weights changed*"])
+    moved = pytester.path / "elsewhere"
+    pytester.runpytest("--harness-update", "--harness-fixture-golden-dir", str(moved)).assert_outcomes(passed=1)
+    assert (moved / "my-lstm.json").is_file()
+
+
+def test_the_plugin_takes_the_tolerance_options(pytester: pytest.Pytester) -> None:
+    golden = copy_goldens(pytester.path / "golden", REFERENCE_ID)
+    nudge(golden, REFERENCE_ID)  # 1e-3 at one element
+    args = ("--harness", "--harness-backend", "eager", "-k", REFERENCE_ID)
+    pytester.runpytest(*args).assert_outcomes(failed=1)
+    loose = pytester.runpytest(*args, "--harness-atol", "2e-3", "--harness-rtol", "0")
+    loose.assert_outcomes(passed=1)
+    alone = pytester.runpytest(*args, "--harness-atol", "2e-3")
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR
+    alone.stderr.fnmatch_lines(["*--atol/--rtol: atol and rtol go together: give both or neither*"])
+    bitwise = pytester.runpytest(*args, "--harness-atol", "1", "--harness-rtol", "1", "--harness-bitwise")
+    assert bitwise.ret == pytest.ExitCode.USAGE_ERROR  # --bitwise excludes a tolerance
+    bitwise = pytester.runpytest(*args, "--harness-bitwise")
+    bitwise.assert_outcomes(failed=1)
+    bitwise.stdout.fnmatch_lines(["*DRIFT (tolerance bitwise)*"])

@@ -23,7 +23,7 @@ def test_float32_defaults_catch_a_1e4_change(backend: str, magnitude: float) -> 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_float32_defaults_pass_the_worst_measured_backend_gap(backend: str) -> None:
-    # 4.8e-7 is the worst float32 gap to eager measured on this machine (shared/FINDINGS.md).
+    # 4.8e-7 is the worst float32 gap to eager measured on this machine (docs/backends.md).
     tolerance = TolerancePolicy().for_cell(backend, "float32")
     expected = np.array([0.0, 0.25, 0.9], dtype=np.float32)
     assert compare_tensor("output", expected, expected + np.float32(4.8e-7), tolerance).passed

@@ -1,7 +1,7 @@
 """ONNX Runtime: the module exported to ONNX (legacy TorchScript-based or dynamo exporter), then run
 in an InferenceSession on the CPU (or CUDA) execution provider.
 
-Session settings are pinned because they change bits (shared/FINDINGS.md): one intra-op thread and
+Session settings are pinned because they change bits (docs/backends.md): one intra-op thread and
 ORT_ENABLE_ALL graph optimisation.
 """
 
