@@ -72,8 +72,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="rtol", type=float, metavar="R", commands=RUN, plugin=True,
            help="relative tolerance for every cell (with --atol; finite, >= 0)"),
     Option(name="bitwise", kind="flag", commands=RUN, plugin=True, help="demand bitwise equality in every cell"),
+    Option(name="equal_nan", kind="flag", commands=RUN, plugin=True,
+           help="a NaN matches a NaN at the same index (default: every NaN is a mismatch)"),
     Option(name="threads", type=int, default=1, metavar="N", commands=(*SELECTING, "env"), plugin=True,
            help="torch intra-op threads, pinned because they change bits (default: 1)"),
+    Option(name="max_memory", metavar="SIZE", commands=("list", *SELECTING, "prune"), plugin=True,
+           help="refuse a config whose estimated memory need is above SIZE (e.g. 4G, 512M; default: 4G)"),
     Option(name="label", metavar="NAME", commands=RUN,
            help="name of this environment in merged reports (default: machine, torch and onnxruntime "
                 "versions, thread count, e.g. x86_64-torch2.13.0-ort1.32.0-t1)"),
@@ -101,6 +105,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="force", kind="flag", commands=("record",),
            help="overwrite existing goldens (say so when the old one was corrupt) and print what changed"),
     Option(name="reference_only", kind="flag", commands=("record",), help="record no backend fingerprints"),
+    Option(name="allow_nonfinite", kind="flag", commands=("record",), plugin=True,
+           help="record goldens that hold NaN or inf (refused by default)"),
     Option(name="yes", kind="flag", commands=("prune",), help="delete the stale goldens (default: only list them)"),
     # pytest only
     Option(name="update", kind="flag", plugin=True,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,11 +55,27 @@ def test_missing_and_unexpected_tensors() -> None:
                        "extra": TensorStatus.UNEXPECTED}
 
 
-def test_nan_on_one_side_is_drift_and_on_both_sides_is_equal() -> None:
+def test_a_nan_is_a_mismatch_unless_equal_nan_and_at_the_same_index() -> None:
     a = np.array([np.nan, 1.0], dtype=np.float32)
-    assert compare_tensor("x", a, a.copy(), LOOSE).status is TensorStatus.IDENTICAL
+    same = compare_tensor("x", a, a.copy(), LOOSE)
+    assert same.status is TensorStatus.DRIFT and same.mismatched == 1  # even bitwise-equal NaNs
+    assert same.expected_non_finite is not None and same.expected_non_finite.first_index == (0,)
+    assert compare_tensor("x", a, a.copy(), dataclasses.replace(LOOSE, equal_nan=True)).status is TensorStatus.IDENTICAL
+    moved = np.array([1.0, np.nan], dtype=np.float32)
+    assert compare_tensor("x", a, moved, dataclasses.replace(LOOSE, equal_nan=True)).mismatched == 2
     b = np.array([0.0, 1.0], dtype=np.float32)
     assert compare_tensor("x", a, b, LOOSE).status is TensorStatus.DRIFT
+
+
+@pytest.mark.parametrize("actual", [[1e30, 1.0], [-np.inf, 1.0], [3.4e38, 1.0]])
+def test_infinity_equals_only_the_same_infinity(actual: list[float]) -> None:
+    expected = np.array([np.inf, 1.0], dtype=np.float32)
+    result = compare_tensor("x", expected, np.array(actual, dtype=np.float32), LOOSE)
+    assert result.status is TensorStatus.DRIFT and result.mismatched == 1 and result.worst_index == (0,)
+    assert result.max_abs == np.inf
+    assert compare_tensor("x", expected, expected.copy(), LOOSE).status is TensorStatus.IDENTICAL
+    nudged = np.array([np.inf, np.nextafter(np.float32(1), np.float32(2))], dtype=np.float32)
+    assert compare_tensor("x", expected, nudged, LOOSE).status is TensorStatus.CLOSE
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -31,8 +31,9 @@ def _session(values: Values, **overrides: Any) -> Session:
 def cmd_list(values: Values) -> int:
     from harness.model.config import RnnConfig
     from harness.model.suite import load_suite
+    from harness.session.settings import settings_from
 
-    suite = load_suite(values["suite"])
+    suite = load_suite(values["suite"], max_memory=settings_from(values).max_memory)
     reference = RnnConfig().to_dict()
     width = max(len(config_id) for config_id in suite.ids())
     for config in suite.configs:
@@ -188,9 +189,9 @@ def cmd_show(values: Values) -> int:
 
 def cmd_prune(values: Values) -> int:
     from harness.session.core import Session
-    from harness.session.settings import Settings
+    from harness.session.settings import settings_from
 
-    session = Session(Settings(suite=values["suite"], golden_dir=values["golden_dir"]))
+    session = Session(settings_from(values))
     paths = session.prune(delete=values["yes"])
     stale = session.stale_goldens() if not values["yes"] else ()
     if not paths:

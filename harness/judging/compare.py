@@ -6,6 +6,7 @@ mismatch is layout drift and is never reported as value drift.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ class TensorComparison:
     worst_actual: float | None = None
     diagnosis: str = ""  # for layout problems: the explanation that fits (harness.judging.layout)
     statistics: ErrorStatistics | None = None  # for compared values that are not bitwise equal
+    expected_non_finite: NonFinite | None = None  # NaN/inf in the golden: how many, and the first index
+    actual_non_finite: NonFinite | None = None  # NaN/inf in the result
 
     @property
     def passed(self) -> bool:
@@ -77,25 +80,34 @@ def compare_tensor(
 
 
 def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> dict[str, object]:
-    """Error statistics for two arrays of equal shape and dtype."""
-    if _bitwise_equal(expected, actual):
-        return {"status": TensorStatus.IDENTICAL}
+    """Error statistics for two arrays of equal shape and dtype, under the non-finite policy:
+    +inf equals only +inf and -inf only -inf; a NaN matches a NaN at the same index only under
+    tolerance.equal_nan, and is otherwise a mismatch (even bitwise-equal NaNs)."""
+    nan_e, nan_a = np.isnan(expected), np.isnan(actual)
+    counts = {"expected_non_finite": non_finite(expected), "actual_non_finite": non_finite(actual)}
+    if _bitwise_equal(expected, actual) and (tolerance.equal_nan or not nan_e.any()):
+        return {"status": TensorStatus.IDENTICAL, **counts}
     wide_expected = expected.astype(np.float64)
     wide_actual = actual.astype(np.float64)
-    both_nan = np.isnan(wide_expected) & np.isnan(wide_actual)
-    one_nan = np.isnan(wide_expected) ^ np.isnan(wide_actual)
+    matched_nan = nan_e & nan_a if tolerance.equal_nan else np.zeros(expected.shape, dtype=bool)
+    bad_nan = (nan_e | nan_a) & ~matched_nan
+    inf_e, inf_a = np.isinf(wide_expected), np.isinf(wide_actual)
+    same_inf = inf_e & inf_a & (wide_expected == wide_actual)
+    bad_inf = (inf_e | inf_a) & ~same_inf & ~(nan_e | nan_a)
     with np.errstate(invalid="ignore"):
-        abs_error = np.where(both_nan, 0.0, np.abs(wide_actual - wide_expected))
-    abs_error = np.where(one_nan, np.inf, abs_error)
+        difference = np.abs(wide_actual - wide_expected)
+    abs_error = np.where(matched_nan | same_inf, 0.0, difference)
+    abs_error = np.where(bad_nan | bad_inf, np.inf, abs_error)
+    magnitude = np.where(np.isfinite(wide_expected), np.abs(wide_expected), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_error = np.where(abs_error == 0, 0.0, abs_error / np.abs(wide_expected))
+        rel_error = np.where(abs_error == 0, 0.0, abs_error / magnitude)
     if tolerance.bitwise:
-        mismatch = _bitwise_mismatch(expected, actual)
+        mismatch = _bitwise_mismatch(expected, actual) | bad_nan
     else:
-        with np.errstate(invalid="ignore"):
-            mismatch = (abs_error > tolerance.atol + tolerance.rtol * np.abs(wide_expected)) | one_nan
+        mismatch = (abs_error > tolerance.atol + tolerance.rtol * magnitude) | bad_nan | bad_inf
     worst = np.unravel_index(int(np.argmax(abs_error)), abs_error.shape)
-    ulps = ulp_distance(expected, actual)
+    ulps = np.where(matched_nan | same_inf, np.uint64(0), ulp_distance(expected, actual))
+    ulps = np.where(bad_nan | bad_inf, np.iinfo(np.uint64).max, ulps).astype(np.uint64)
     return {
         "status": TensorStatus.DRIFT if mismatch.any() else TensorStatus.CLOSE,
         "max_abs": float(abs_error.max()),
@@ -106,7 +118,27 @@ def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
         "worst_index": tuple(int(i) for i in worst),
         "worst_expected": float(expected[worst]),
         "worst_actual": float(actual[worst]),
+        **counts,
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class NonFinite:
+    """Non-finite elements of one tensor: how many, and where the first one is."""
+
+    count: int
+    first_index: tuple[int, ...]
+
+
+def non_finite(array: np.ndarray) -> NonFinite | None:
+    """None when every element is finite."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return None
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    return NonFinite(count=int(bad.sum()), first_index=tuple(int(i) for i in first))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +155,9 @@ def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray]
              if name in actual and actual[name].shape == oracle[name].shape and actual[name].dtype.kind == "f"]
     if not pairs:
         return None
+    distances = [float(np.max(np.abs(a.astype(np.float64) - o), initial=0.0)) for a, o in pairs]
     return OracleDistance(
-        max_abs=max(float(np.max(np.abs(a.astype(np.float64) - o), initial=0.0)) for a, o in pairs),
+        max_abs=math.nan if any(math.isnan(d) for d in distances) else max(distances),  # a NaN must show
         max_ulps=max(int(np.max(ulp_distance(a, o.astype(a.dtype)), initial=0)) for a, o in pairs),
     )
 

@@ -22,6 +22,8 @@ HELLO_BATCH = 5
 VOCABULARY_SIZE = 4  # h, e, l, o
 
 _CELL_ID = {"rnn_tanh": "rnn", "rnn_relu": "rnnrelu", "lstm": "lstm", "gru": "gru"}
+_DTYPE_ID = {"float64": "f64"}  # an unknown dtype has no id: messages then show the raw fields
+MAX_SEED = 2**63 - 1  # torch.manual_seed and NumPy generators take seeds in 0..2^63-1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +71,7 @@ class RnnConfig:
         if self.proj_size:
             parts.append(f"p{self.proj_size}")
         if self.dtype != "float32":
-            parts.append("f64")
+            parts.append(_DTYPE_ID[self.dtype])
         if self.initial_state == "random":
             parts.append("h0rand")
         if self.input == "random":
@@ -143,8 +145,8 @@ def _first_problem(config: RnnConfig) -> str | None:
     for name in ("input_size", "hidden_size", "num_layers", "seq_len", "batch"):
         if getattr(config, name) < 1:
             return f"{name} must be at least 1, got {getattr(config, name)}"
-    if config.seed < 0:
-        return f"seed must be non-negative, got {config.seed}"
+    if not 0 <= config.seed <= MAX_SEED:
+        return f"seed must be in 0..2^63-1, got {config.seed}"
     if not 0.0 <= config.dropout < 1.0:
         return f"dropout must be in [0, 1), got {config.dropout}"
     if config.dropout and config.num_layers == 1:

@@ -13,9 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, SuiteError, UnknownNameError
+from harness.errors import HarnessError, SuiteError, UnknownNameError
+from harness.model.budget import DEFAULT_MAX_MEMORY, check_budget
 from harness.model.config import RnnConfig
-from harness.model.tolerance import Tolerance, ToleranceError
+from harness.model.tolerance import Tolerance
 
 REFERENCE_CONFIG = RnnConfig()
 DEFAULT_SUITE_NAME = "default.toml"
@@ -52,8 +53,9 @@ def default_suite_path() -> Path:
     return Path(str(resources.files("harness.model.suites").joinpath(DEFAULT_SUITE_NAME)))
 
 
-def load_suite(path: Path | None = None) -> Suite:
-    """Parse and validate a suite file (the packaged default when path is None)."""
+def load_suite(path: Path | None = None, *, max_memory: int = DEFAULT_MAX_MEMORY) -> Suite:
+    """Parse and validate a suite file (the packaged default when path is None); a config whose
+    estimated memory need is above max_memory bytes is refused with the estimate."""
     default = path is None
     path = path or default_suite_path()
     try:
@@ -66,14 +68,17 @@ def load_suite(path: Path | None = None) -> Suite:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SuiteError(f"{path}: not valid TOML: {error}") from None
-    return parse_suite(document, source=str(path), require_reference=default)
+    except RecursionError:
+        raise SuiteError(f"{path}: nested too deeply to be a suite") from None
+    return parse_suite(document, source=str(path), require_reference=default, max_memory=max_memory)
 
 
 SUITE_KEYS = {"name": str, "require_reference_case": bool}
 CASE_TOLERANCE_KEYS = ("atol", "rtol")
 
 
-def parse_suite(document: dict[str, Any], *, source: str, require_reference: bool = False) -> Suite:
+def parse_suite(document: dict[str, Any], *, source: str, require_reference: bool = False,
+                max_memory: int = DEFAULT_MAX_MEMORY) -> Suite:
     """Validate a parsed suite document; every message names the source and the case."""
     unknown = sorted(set(document) - {"suite", "defaults", "case"})
     if unknown:
@@ -95,7 +100,8 @@ def parse_suite(document: dict[str, Any], *, source: str, require_reference: boo
         try:
             config = RnnConfig.from_dict(fields)
             tolerance = Tolerance.pair(atol, rtol, where="tolerance")
-        except (ConfigError, ToleranceError) as error:
+            check_budget(config, max_memory)
+        except HarnessError as error:
             raise SuiteError(f"{source}: case {number}: {error.message}") from None
         if config.id in seen:
             raise SuiteError(f"{source}: case {number}: duplicate id {config.id!r} (first at case {seen[config.id]})")

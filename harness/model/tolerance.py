@@ -7,6 +7,7 @@ An element passes when ``|actual - expected| <= atol + rtol * |expected|``.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class Tolerance:
     atol: float
     rtol: float
     bitwise: bool = False
+    equal_nan: bool = False  # a NaN matches a NaN at the same index (default: every NaN is a mismatch)
 
     def __post_init__(self) -> None:
         for name in ("atol", "rtol"):
@@ -49,7 +51,8 @@ class Tolerance:
             raise ToleranceError(f"{where}: {error.message}") from None
 
     def describe(self) -> str:
-        return "bitwise" if self.bitwise else f"atol={self.atol:g} rtol={self.rtol:g}"
+        text = "bitwise" if self.bitwise else f"atol={self.atol:g} rtol={self.rtol:g}"
+        return text + (" equal_nan" if self.equal_nan else "")
 
     def looser_than_float32_sense(self, dtype: str) -> bool:
         """A float32 tolerance this loose lets a real drift pass: worth a warning in the report."""
@@ -74,8 +77,13 @@ class TolerancePolicy:
 
     override: Tolerance | None = None
     per_config: dict[str, Tolerance] = field(default_factory=dict)  # from atol/rtol keys of suite cases
+    equal_nan: bool = False  # --equal-nan: NaN matches NaN at the same index, in every cell
 
     def for_cell(self, backend: str, dtype: str, config_id: str = "") -> Tolerance:
+        chosen = self._chosen(backend, dtype, config_id)
+        return dataclasses.replace(chosen, equal_nan=True) if self.equal_nan else chosen
+
+    def _chosen(self, backend: str, dtype: str, config_id: str) -> Tolerance:
         if self.override is not None:
             return self.override
         if config_id in self.per_config:

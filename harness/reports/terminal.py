@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 from harness.judging.compare import OracleDistance, TensorComparison
@@ -10,6 +11,7 @@ from harness.judging.statistics import ErrorStatistics, histogram_lines
 from harness.reports.text import counted, text_table
 from harness.verdicts import PastStatus, TensorStatus, Verdict
 
+ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite distance
 PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
 LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "
           "fingerprint: (=) bitwise unchanged, (+Nu) moved by N ulps, (?) none recorded")
@@ -20,7 +22,7 @@ def cell_text(cell: CellResult) -> str:
     """A short table entry: the verdict, max abs error and ulps, and the backend's own movement."""
     text = str(cell.verdict.value)
     if cell.verdict in (Verdict.CLOSE, Verdict.DRIFT):
-        text += f" {cell.max_abs:.1e}/{cell.max_ulps}u"
+        text += f" {cell.max_abs:.1e}/{_ulps(cell.max_ulps)}u"
     if cell.past:
         text += f" ({PAST_MARKS.get(cell.past.status, f'+{cell.past.max_ulps}u')})"
     return text
@@ -118,16 +120,29 @@ def tensor_lines(tensor: TensorComparison) -> list[str]:
         diagnosis = [f"       diagnosis: {tensor.diagnosis}"] if tensor.diagnosis else []
         return [f"{name} SHAPE: expected {tensor.expected_shape} {tensor.expected_dtype}, "
                 f"got {tensor.actual_shape} {tensor.actual_dtype}", *diagnosis]
+    non_finite = _non_finite_lines(tensor)
     if tensor.status is TensorStatus.IDENTICAL:
-        return [f"{name} identical {tensor.expected_shape} {tensor.expected_dtype}"]
+        return [f"{name} identical {tensor.expected_shape} {tensor.expected_dtype}", *non_finite]
     share = 100.0 * tensor.mismatched / tensor.total if tensor.total else 0.0
     summary = (f"{name} {tensor.status.value}: {tensor.mismatched}/{tensor.total} elements ({share:.1f}%) "
                f"outside tolerance; max abs {tensor.max_abs:.3e}, max rel {tensor.max_rel:.3e}, "
-               f"{tensor.max_ulps} ulps")
+               f"{_ulps(tensor.max_ulps)} ulps")
     if tensor.status is TensorStatus.CLOSE or tensor.statistics is None:
-        return [summary]
-    return [summary, f"       worst at index {tensor.worst_index}: expected {tensor.worst_expected!r}, "
-                     f"actual {tensor.worst_actual!r}", *_statistics_lines(tensor.statistics)]
+        return [summary, *non_finite]
+    return [summary, *non_finite, f"       worst at index {tensor.worst_index}: expected {tensor.worst_expected!r}, "
+                                  f"actual {tensor.worst_actual!r}", *_statistics_lines(tensor.statistics)]
+
+
+def _non_finite_lines(tensor: TensorComparison) -> list[str]:
+    """Where NaN/inf stand, in the golden and in the result: count and first index."""
+    parts = [f"{side} has {counts.count} non-finite (first at {counts.first_index})"
+             for side, counts in (("golden", tensor.expected_non_finite), ("result", tensor.actual_non_finite))
+             if counts is not None]
+    return [f"       non-finite values: {'; '.join(parts)}"] if parts else []
+
+
+def _ulps(ulps: int) -> str:
+    return "max" if ulps == ULPS_UNBOUNDED else str(ulps)
 
 
 def _statistics_lines(statistics: ErrorStatistics) -> list[str]:
@@ -162,6 +177,9 @@ def _moved(report: RunReport) -> list[str]:
 
 def _who_moved(result: OracleDistance, golden: OracleDistance) -> str:
     """Which side of the disagreement moved away from the mathematics (a factor of 10 to say so)."""
+    if math.isnan(result.max_abs) or math.isnan(golden.max_abs):
+        side = "the golden" if math.isnan(golden.max_abs) else "this result"
+        return f": not comparable, {side} holds NaN"
     if result.max_abs > 10 * golden.max_abs:
         return ": this result moved away from the mathematics"
     if golden.max_abs > 10 * result.max_abs:

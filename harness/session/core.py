@@ -15,9 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from harness.backends import REFERENCE_BACKEND, default_backend_names, expand_backend_names, resolve_backends
 from harness.backends.base import Backend
 from harness.errors import GoldenError, UnknownNameError
+from harness.judging.compare import non_finite
 from harness.judging.judge import CaseFacts
 from harness.judging.results import CellResult, RunReport
 from harness.model.case import Case, build_case
@@ -55,7 +58,7 @@ class Session:
 
     @functools.cached_property
     def suite(self) -> Suite:
-        return load_suite(self.settings.suite)
+        return load_suite(self.settings.suite, max_memory=self.settings.max_memory)
 
     @functools.cached_property
     def configs(self) -> tuple[RnnConfig, ...]:
@@ -138,6 +141,7 @@ class Session:
         with self.pinned():
             prepared = self.prepared(config)
             reference = execute(prepared.case, self._reference_backend()).first
+            self._refuse_non_finite(config, reference)
             backends = self.runnable_backends() if fingerprint else []
             fingerprints, backend_tensors = fingerprint_backends(
                 prepared.case, backends, reference, include_slow=self.settings.include_slow)
@@ -254,6 +258,17 @@ class Session:
         return f"no golden {self.store.manifest_path(config_id)}; record it: {self._record_hint(config_id)}"
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _refuse_non_finite(self, config: RnnConfig, reference: dict[str, np.ndarray]) -> None:
+        """A golden holding NaN or inf is recorded only when asked for (--allow-nonfinite)."""
+        if self.settings.allow_nonfinite:
+            return
+        for name, array in reference.items():
+            found = non_finite(array)
+            if found:
+                raise GoldenError(f"{config.id}: the reference {name} holds {found.count} non-finite value(s) "
+                                  f"(first at {found.first_index}); not recorded: pass --allow-nonfinite to "
+                                  "record them anyway")
 
     def _reference_backend(self) -> Backend:
         from harness.backends import get_backend

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.model.budget import DEFAULT_MAX_MEMORY, parse_bytes
 from harness.model.shard import parse_shard
 from harness.model.tolerance import BITWISE, Tolerance, TolerancePolicy
 from harness.options import split_names
@@ -29,6 +30,9 @@ class Settings:
     shard: tuple[int, int] | None = None
     live_reference: bool = False  # `harness check`: eager computed now instead of stored goldens
     label: str = ""
+    equal_nan: bool = False  # NaN matches NaN at the same index
+    max_memory: int = DEFAULT_MAX_MEMORY  # bytes a config may need (estimated when the suite is loaded)
+    allow_nonfinite: bool = False  # record goldens that hold NaN or inf
 
     @property
     def backends_named(self) -> bool:
@@ -62,6 +66,9 @@ def settings_from(values: Mapping[str, Any], **overrides: Any) -> Settings:
         "threads": int(threads),
         "shard": parse_shard(shard) if shard else None,
         "label": values.get("label") or "",
+        "equal_nan": bool(values.get("equal_nan")),
+        "max_memory": parse_bytes(values["max_memory"]) if values.get("max_memory") else DEFAULT_MAX_MEMORY,
+        "allow_nonfinite": bool(values.get("allow_nonfinite")),
     }
     return Settings(**{**fields, **overrides})
 
@@ -83,4 +90,4 @@ def tolerance_override(atol: float | None, rtol: float | None, bitwise: bool) ->
 
 
 def policy_for(settings: Settings, per_config: dict[str, Tolerance]) -> TolerancePolicy:
-    return TolerancePolicy(override=settings.override, per_config=dict(per_config))
+    return TolerancePolicy(override=settings.override, per_config=dict(per_config), equal_nan=settings.equal_nan)
