@@ -38,7 +38,8 @@ def test_run_lists_stale_goldens_and_prune_removes_only_them(cli: Cli, golden_co
     assert len(stale_files) == 2  # manifest and tensors file
     dry = cli("prune", "--golden-dir", str(golden))
     assert dry.exit_code == 0
-    assert sorted(line.split("/")[-1] for line in dry.out.splitlines() if line.startswith("would remove")) == stale_files
+    listed = sorted(line.split("/")[-1] for line in dry.out.splitlines() if line.startswith("would remove"))
+    assert listed == stale_files
     assert sorted(path.name for path in golden.glob(f"{stale_id}.*")) == stale_files  # a dry run deletes nothing
     removed = cli("prune", "--golden-dir", str(golden), "--yes")
     assert removed.exit_code == 0 and removed.out.count("removed ") == 2
