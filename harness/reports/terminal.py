@@ -15,7 +15,7 @@ ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite d
 PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
 LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "
           "fingerprint: (=) bitwise unchanged, (+Nu) moved by N ulps, (?) none recorded")
-CHECK_LEGEND = "  each cell: verdict vs eager CPU computed in this run (no goldens), max abs error/max ulps"
+CHECK_LEGEND = "  each cell: verdict vs eager CPU computed in this run (the reference), max abs error/max ulps"
 
 
 def cell_text(cell: CellResult) -> str:
@@ -35,7 +35,8 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
     if failures:
         lines += ["", "Failures:"]
         for cell in failures:
-            lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()))
+            lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
+                                   reference="the reference" if report.live_reference else "the golden")
     lines += _missing(report) + _stale(report)
     lines += _moved(report) + _oracle_summary(report) + _not_compared(report)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
@@ -67,7 +68,8 @@ def _header(report: RunReport) -> list[str]:
     versions = ", ".join(f"{name} {packages.get(name, '?')}" for name in ("torch", "onnxruntime", "onnx", "numpy"))
     return [
         f"harness: {counted(len(report.config_ids), 'config')} x {counted(len(report.backends), 'backend')}; "
-        f"suite {report.suite}; golden {report.golden_dir}",
+        f"suite {report.suite}; "
+        + ("reference: eager CPU computed in this run" if report.live_reference else f"golden {report.golden_dir}"),
         f"  {versions}; torch threads {report.environment.torch_threads}; {report.environment.cpu}",
     ]
 
@@ -82,8 +84,9 @@ def _table(report: RunReport) -> list[str]:
     return text_table(header, rows)
 
 
-def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = ()) -> list[str]:
-    """Everything a user needs to act on one failing cell."""
+def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *,
+                  reference: str = "the golden") -> list[str]:
+    """Everything a user needs to act on one failing cell; `reference` names what it was compared with."""
     tolerance = cell.tolerance.describe() if cell.tolerance else "-"
     cause = f"; cause: {cell.cause.value}" if cell.cause else ""
     argmax = ""
@@ -101,26 +104,27 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = ()) -
         lines.append(f"    own fingerprint: {cell.past.summary}")
     if cell.oracle and cell.golden_oracle:
         lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
-                     f"the golden {_distance(cell.golden_oracle)}{_who_moved(cell.oracle, cell.golden_oracle)}")
-    lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor)]
+                     f"{reference} {_distance(cell.golden_oracle)}"
+                     f"{_who_moved(cell.oracle, cell.golden_oracle, reference)}")
+    lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor, reference=reference)]
     if cell.repeat:
         lines.append("    two runs of the same prepared model differ:")
         lines += [f"      {line}" for tensor in cell.repeat if not tensor.passed for line in tensor_lines(tensor)]
     return lines
 
 
-def tensor_lines(tensor: TensorComparison) -> list[str]:
+def tensor_lines(tensor: TensorComparison, *, reference: str = "the golden") -> list[str]:
     """One line for a passing tensor, more for a failing one."""
     name = tensor.name.ljust(6)
     if tensor.status is TensorStatus.MISSING:
         return [f"{name} missing: expected {tensor.expected_shape} {tensor.expected_dtype}, not produced"]
     if tensor.status is TensorStatus.UNEXPECTED:
-        return [f"{name} unexpected: produced {tensor.actual_shape} {tensor.actual_dtype}, not in the golden"]
+        return [f"{name} unexpected: produced {tensor.actual_shape} {tensor.actual_dtype}, not in {reference}"]
     if tensor.status is TensorStatus.SHAPE:
         diagnosis = [f"       diagnosis: {tensor.diagnosis}"] if tensor.diagnosis else []
         return [f"{name} SHAPE: expected {tensor.expected_shape} {tensor.expected_dtype}, "
                 f"got {tensor.actual_shape} {tensor.actual_dtype}", *diagnosis]
-    non_finite = _non_finite_lines(tensor)
+    non_finite = _non_finite_lines(tensor, reference)
     if tensor.status is TensorStatus.IDENTICAL:
         return [f"{name} identical {tensor.expected_shape} {tensor.expected_dtype}", *non_finite]
     share = 100.0 * tensor.mismatched / tensor.total if tensor.total else 0.0
@@ -133,10 +137,10 @@ def tensor_lines(tensor: TensorComparison) -> list[str]:
                                   f"actual {tensor.worst_actual!r}", *_statistics_lines(tensor.statistics)]
 
 
-def _non_finite_lines(tensor: TensorComparison) -> list[str]:
+def _non_finite_lines(tensor: TensorComparison, reference: str) -> list[str]:
     """Where NaN/inf stand, in the golden and in the result: count and first index."""
     parts = [f"{side} has {counts.count} non-finite (first at {counts.first_index})"
-             for side, counts in (("golden", tensor.expected_non_finite), ("result", tensor.actual_non_finite))
+             for side, counts in ((reference, tensor.expected_non_finite), ("the result", tensor.actual_non_finite))
              if counts is not None]
     return [f"       non-finite values: {'; '.join(parts)}"] if parts else []
 
@@ -175,15 +179,15 @@ def _moved(report: RunReport) -> list[str]:
     return lines
 
 
-def _who_moved(result: OracleDistance, golden: OracleDistance) -> str:
+def _who_moved(result: OracleDistance, golden: OracleDistance, reference: str = "the golden") -> str:
     """Which side of the disagreement moved away from the mathematics (a factor of 10 to say so)."""
     if math.isnan(result.max_abs) or math.isnan(golden.max_abs):
-        side = "the golden" if math.isnan(golden.max_abs) else "this result"
+        side = reference if math.isnan(golden.max_abs) else "this result"
         return f": not comparable, {side} holds NaN"
     if result.max_abs > 10 * golden.max_abs:
         return ": this result moved away from the mathematics"
     if golden.max_abs > 10 * result.max_abs:
-        return ": the golden is the one away from the mathematics"
+        return f": {reference} is the one away from the mathematics"
     return ": both are as close to it"
 
 

@@ -8,6 +8,7 @@ record, force, prune). Shells only parse, call and print.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -199,8 +200,10 @@ class Session:
         with self.pinned():
             prepared = self.prepared(config)
             tolerance = self.policy.for_cell(backend_name, config.dtype, config.id)
-            return judged_cell(prepared.case, prepared.facts, self.backend(backend_name), golden, tolerance,
+            cell = judged_cell(prepared.case, prepared.facts, self.backend(backend_name), golden, tolerance,
                                include_slow=self.settings.include_slow)
+        # A live reference has no recorded fingerprints: there is no past to compare with.
+        return dataclasses.replace(cell, past=None) if self.settings.live_reference else cell
 
     def run(self, on_cell: Callable[[CellResult], None] | None = None) -> RunReport:
         """Every selected config on every backend of the session, each judged against its golden."""

@@ -1,0 +1,1 @@
+"""JSON schemas of the golden manifests, shipped with the package."""
