@@ -63,6 +63,11 @@ def break_final_state(case: Case, outputs: Outputs) -> Outputs:
     return {**outputs, "h_n": outputs["h_n"] * outputs["h_n"].dtype.type(0.5)}
 
 
+def batch_first_output(case: Case, outputs: Outputs) -> Outputs:
+    """An exporter that ignores batch_first=False: output comes back (batch, seq, features)."""
+    return {**outputs, "output": np.ascontiguousarray(outputs["output"].transpose(1, 0, 2))}
+
+
 def oracle_variant(variant: Variant) -> Callable[[Case, Outputs], Outputs]:
     """A kernel that computes the given departure from PyTorch's equations."""
 
@@ -74,7 +79,8 @@ def oracle_variant(variant: Variant) -> Callable[[Case, Outputs], Outputs]:
     return edit
 
 
-DOUBLES = {"test-offset": add_offset, "test-noisy": add_noise, "test-broken-state": break_final_state,
+DOUBLES = {"test-offset": add_offset, "test-batch-first": batch_first_output,
+            "test-noisy": add_noise, "test-broken-state": break_final_state,
            "test-gru-lbr0": oracle_variant(Variant(gru_linear_before_reset=False)),
            "test-lstm-iofc": oracle_variant(Variant(lstm_gate_blocks=(0, 2, 3, 1)))}
 

@@ -14,6 +14,7 @@ import pytest
 
 from harness.store.golden import GoldenStore
 from tests.conftest import REFERENCE_ID, CliResult, write_suite
+from tests.doubles import registered_doubles
 from tests.test_case import notebook_outputs
 
 Cli = Callable[..., CliResult]
@@ -66,17 +67,27 @@ def test_perturbed_golden_is_drift_naming_config_tensor_and_index(
 
 def test_swapped_layout_is_shape_drift(cli: Cli, golden_copy: Callable[..., Path]) -> None:
     golden = golden_copy(REFERENCE_ID)
+    with registered_doubles():  # a backend that returns output batch-first although the config is not
+        result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "eager",
+                     "--backend", "test-batch-first")
+    assert result.exit_code == 1
+    assert f"{REFERENCE_ID} x test-batch-first: SHAPE" in result.out
+    assert "output SHAPE: expected (3, 5, 8) float32, got (5, 3, 8) float32" in result.out
+    swap = "diagnosis: output == golden.transpose(1, 0, 2) bitwise: the batch and sequence axes are swapped"
+    assert swap in result.out
+
+
+def test_a_golden_whose_layout_disagrees_with_its_config_is_refused(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+    golden = golden_copy(REFERENCE_ID)
 
     def swap_seq_and_batch(tensors: dict[str, np.ndarray]) -> None:
         tensors["output"] = np.ascontiguousarray(tensors["output"].transpose(1, 0, 2))
 
     rewrite_golden(golden, REFERENCE_ID, swap_seq_and_batch)
-    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), *FAST)
-    assert result.exit_code == 1
-    assert f"{REFERENCE_ID} x eager: SHAPE" in result.out
-    assert "output SHAPE: expected (5, 3, 8) float32, got (3, 5, 8) float32" in result.out
-    swap = "diagnosis: output == golden.transpose(1, 0, 2) bitwise: the batch and sequence axes are swapped"
-    assert swap in result.out
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "eager")
+    assert result.exit_code == 2
+    assert result.err.strip().endswith(f"rnn-h8-s0.json: declares output as (5, 3, 8) float32; config "
+                                       f"{REFERENCE_ID} implies (3, 5, 8) float32")
 
 
 def test_truncated_golden_is_exit_2_with_one_line_naming_the_file(

@@ -38,7 +38,7 @@ def test_content_hash_is_stable_and_sensitive() -> None:
         ({"hidden_size": 0}, "hidden_size must be at least 1"),
         ({"input_size": 5}, "input 'hello' is one-hot over h/e/l/o"),
         ({"seq_len": 7}, "fixed 3 x 5 notebook batch"),
-        ({"seed": -1}, "seed must be non-negative"),
+        ({"seed": -1}, "seed must be in 0..2\\^63-1"),
     ],
 )
 def test_impossible_combinations_are_refused_with_a_reason(fields: dict[str, object], message: str) -> None:

@@ -157,6 +157,8 @@ def cmd_record(values: Values) -> int:
             kept += 1
             continue
         result = session.record(config, force=values["force"], fingerprint=not values["reference_only"])
+        for leftover in result.cleaned:
+            print(f"removed {leftover} (left by an interrupted record)")
         print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")
         if result.corrupt:
             print(f"  the golden it replaced was corrupt: {result.corrupt}")

@@ -16,5 +16,13 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 
 def array_sha256(array: np.ndarray) -> str:
-    """sha256 of one array's raw C-order bytes (the per-tensor fingerprint in manifests)."""
+    """sha256 of one array's meaning: dtype with byte order, shape, then its C-order bytes (the per-tensor
+    fingerprint of golden manifests since schema /2: relabelling the same bytes changes it)."""
+    digest = hashlib.sha256(f"harness-tensor/2|{array.dtype.str}|{tuple(array.shape)}|".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def bytes_sha256(array: np.ndarray) -> str:
+    """sha256 of the raw bytes only: the per-tensor fingerprint of schema /1 manifests (read, never written)."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()

@@ -152,9 +152,9 @@ class Session:
             inputs_sha256=prepared.case.inputs_sha256, recorded_by=REFERENCE_BACKEND, recorded_at=utc_now(),
             environment=environment, backend_fingerprints=fingerprints, backend_tensors=backend_tensors,
         )
-        path = self.store.write(golden, force=force)
+        path, cleaned = self.store.write(golden, force=force)
         self._goldens.pop(config.id, None)
-        return RecordResult.of(config.id, path, golden, previous=previous, corrupt=corrupt,
+        return RecordResult.of(config.id, path, golden, previous=previous, corrupt=corrupt, cleaned=cleaned,
                                changes=describe_changes(previous, golden) if previous else ())
 
     def ensure_golden(self, config: RnnConfig, *, update: bool, force: bool) -> str:

@@ -34,13 +34,14 @@ class RecordResult:
     corrupt: str = ""  # why the golden it replaced could not be read, when it could not
     changes: tuple[str, ...] = ()
     fingerprints: dict[str, str] = field(default_factory=dict)  # backend -> one-line status
+    cleaned: tuple[str, ...] = ()  # leftovers of interrupted writes removed before this one
 
     @classmethod
     def of(cls, config_id: str, path: Path, golden: Golden, *, previous: Golden | None, corrupt: str,
-           changes: tuple[str, ...]) -> RecordResult:
+           changes: tuple[str, ...], cleaned: tuple[Path, ...] = ()) -> RecordResult:
         summary = {name: fingerprint_line(fingerprint) for name, fingerprint in golden.backend_fingerprints.items()}
         return cls(config_id=config_id, path=str(path), replaced=previous is not None or bool(corrupt),
-                   corrupt=corrupt, changes=changes, fingerprints=summary)
+                   corrupt=corrupt, changes=changes, fingerprints=summary, cleaned=tuple(map(str, cleaned)))
 
 
 def fingerprint_backends(

@@ -1,28 +1,62 @@
-"""Golden files on disk: atomic writes, content-addressed tensor files, reading .npz without pickle.
+"""Golden files on disk: atomic writes under a lock, content-addressed tensor files confined to the
+directory, and .npz reading that checks every member's declared shape and dtype before reading data.
 
 Shared by the suite's goldens and the rnn_golden fixture's goldens; the only code that touches their bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.errors import GoldenError
-from harness.model.hashing import array_sha256, arrays_sha256
+from harness.model.hashing import array_sha256, arrays_sha256, bytes_sha256
 
 # <name>.<first 12 hex digits of the tensors' sha256>.npz, next to <name>.json; names never hold a separator.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+NAME = re.compile(NAME_PATTERN)
 TENSORS_FILE = re.compile(rf"(?P<name>{NAME_PATTERN})\.(?P<digest>[0-9a-f]{{12}})\.npz")
+TEMPORARY_FILE = re.compile(rf"\.{NAME_PATTERN}\.tmp")  # what atomic_write leaves when it is killed
+LOCK_FILE = ".harness.lock"
+LOCK_TIMEOUT_SECONDS = 120
+MAX_TENSORS_BYTES = 1024**3  # what one tensors file may declare in all; suite goldens are bounded by their config
+MAX_MEMBERS = 64
+NPY_HEADER_ROOM = 64 * 1024  # an .npy header is at most this long (version 2/3 headers can grow)
+TENSOR_DTYPES = ("float16", "float32", "float64", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a manifest declares for one tensor: checked against the file before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * numpy_dtype(self.dtype).itemsize
+
+
+def numpy_dtype(name: str) -> np.dtype[Any]:
+    """The native-order numpy dtype of a manifest dtype name (bfloat16 comes from ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
+    return np.dtype(name)
 
 
 def confined_tensors_path(root: Path, manifest_path: Path, tensors_file: object) -> Path:
@@ -39,6 +73,12 @@ def confined_tensors_path(root: Path, manifest_path: Path, tensors_file: object)
     return path
 
 
+def check_manifest_path(path: Path) -> None:
+    """A manifest that is a symlink leading out of its directory is refused, like a tensors file."""
+    if path.is_symlink() and path.resolve().parent != path.parent.resolve():
+        raise GoldenError(f"{path}: is a symlink leading outside {path.parent}")
+
+
 def store_named_tensors_files(root: Path, name: str) -> list[Path]:
     """Tensors files of golden `name` by the store's naming, inside root (symlinks excluded)."""
     if not root.is_dir():
@@ -48,45 +88,145 @@ def store_named_tensors_files(root: Path, name: str) -> list[Path]:
 
 
 def tensor_entries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """The manifest's description of each tensor: shape, dtype and sha256 of its bytes."""
+    """The manifest's description of each tensor: shape, dtype and the sha256 of its meaning."""
     return {name: {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": array_sha256(array)}
             for name, array in arrays.items()}
 
 
+@contextlib.contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Writers to one golden directory (records, prunes, xdist workers) take turns."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(root / LOCK_FILE), timeout=LOCK_TIMEOUT_SECONDS):
+            yield
+    except Timeout:
+        raise GoldenError(f"{root}: another harness process has held the golden directory's lock for "
+                          f"{LOCK_TIMEOUT_SECONDS} s ({root / LOCK_FILE})") from None
+
+
 def write_golden_files(
     root: Path, name: str, arrays: dict[str, np.ndarray], manifest_for: Callable[[str], dict[str, Any]]
-) -> Path:
-    """Tensors under a content-addressed name, then the manifest (the commit point), then the old
-    tensors file goes. A write killed at any moment leaves the old manifest and tensors intact."""
+) -> tuple[Path, tuple[Path, ...]]:
+    """Under the directory's lock: remove what an interrupted record left, then tensors under a
+    content-addressed name, then the manifest (the commit point), then the old tensors file goes.
+    A write killed at any moment leaves the old manifest and tensors intact. Returns the manifest's
+    path and the leftovers removed."""
+    if not NAME.fullmatch(name):
+        raise GoldenError(f"golden name {name!r} must be letters, digits, '.', '_', '+' or '-' (no separator)")
     manifest_path = root / f"{name}.json"
     tensors_file = f"{name}.{arrays_sha256(arrays)[:12]}.npz"
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write(root / tensors_file, npz_bytes(arrays))
-    atomic_write(manifest_path, (json.dumps(manifest_for(tensors_file), indent=2) + "\n").encode())
-    # Only now is the old golden unreferenced: remove every other tensors file of this name, by the
-    # store's own naming (never a path read from the old manifest).
-    for old in store_named_tensors_files(root, name):
-        if old.name != tensors_file:
-            old.unlink(missing_ok=True)
-    return manifest_path
-
-
-def read_tensors(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of an .npz without unpickling anything."""
     try:
-        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        root.mkdir(parents=True, exist_ok=True)
+        with store_lock(root):
+            cleaned = remove_leftovers(root)
+            atomic_write(root / tensors_file, npz_bytes(arrays))
+            atomic_write(manifest_path, (json.dumps(manifest_for(tensors_file), indent=2) + "\n").encode())
+            # Only now is the old golden unreferenced: remove every other tensors file of this name, by the
+            # store's own naming (never a path read from the old manifest).
+            for old in store_named_tensors_files(root, name):
+                if old.name != tensors_file:
+                    old.unlink(missing_ok=True)
+    except OSError as error:
+        raise GoldenError(f"{root}: cannot write goldens: {error.strerror or error}") from None
+    return manifest_path, cleaned
+
+
+def leftovers(root: Path) -> tuple[Path, ...]:
+    """What interrupted writes left: temporary files, and store-named tensors files that no readable
+    manifest of their golden names (a golden whose manifest cannot be read keeps all its files)."""
+    if not root.is_dir():
+        return ()
+    found = []
+    for path in sorted(root.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            continue
+        if TEMPORARY_FILE.fullmatch(path.name):
+            found.append(path)
+            continue
+        match = TENSORS_FILE.fullmatch(path.name)
+        if match and _referenced_tensors_file(root / f"{match['name']}.json") not in (path.name, None):
+            found.append(path)
+    return tuple(found)
+
+
+def remove_leftovers(root: Path) -> tuple[Path, ...]:
+    """Delete leftovers (call with the lock held); returns what was removed."""
+    removed = leftovers(root)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _referenced_tensors_file(manifest: Path) -> str | None:
+    """The tensors file a manifest names; "" when there is no manifest; None when it cannot be read."""
+    if not manifest.exists():
+        return ""
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+        return str(document["tensors_file"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
+def read_tensors(path: Path, spec_of: Callable[[str], TensorSpec | None]) -> dict[str, np.ndarray]:
+    """Every array of an .npz, without unpickling anything and without trusting its sizes: each member's
+    .npy header must declare exactly the shape and dtype that spec_of(name) gives (None: the member is
+    not allowed), and its uncompressed size must fit them, before any of its data is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_MEMBERS:
+                raise GoldenError(f"{path}: {len(members)} members in a tensors file: refused")
+            specs = {info.filename: _member_spec(path, info, spec_of) for info in members}
+            if sum(spec.nbytes for spec in specs.values()) > MAX_TENSORS_BYTES:
+                raise GoldenError(f"{path}: declares more than {MAX_TENSORS_BYTES // 1024**2} MiB of tensors: refused")
+            return {info.filename.removesuffix(".npy"): _read_member(path, archive, info, specs[info.filename])
+                    for info in members}
     except FileNotFoundError:
         raise GoldenError(f"{path}: golden tensors file is missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
         raise GoldenError(f"{path}: corrupt golden tensors file: {error}") from None
 
 
-def verify_tensors(path: Path, tensors: dict[str, np.ndarray], expected: dict[str, Any]) -> None:
+def _member_spec(path: Path, info: zipfile.ZipInfo, spec_of: Callable[[str], TensorSpec | None]) -> TensorSpec:
+    name = info.filename.removesuffix(".npy")
+    spec = spec_of(name) if info.filename.endswith(".npy") else None
+    if spec is None:
+        raise GoldenError(f"{path}: holds {info.filename!r}, which its manifest does not declare")
+    if info.file_size > spec.nbytes + NPY_HEADER_ROOM:
+        raise GoldenError(f"{path}: member {info.filename!r} inflates to {info.file_size} bytes, but its manifest "
+                          f"declares {spec.shape} {spec.dtype} ({spec.nbytes} bytes): refused before reading")
+    return spec
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, spec: TensorSpec) -> np.ndarray:
+    """One member: its header checked against spec, then exactly spec.nbytes of data."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = reader(member)
+        expected_dtype = numpy_dtype(spec.dtype)
+        if tuple(shape) != spec.shape or dtype != expected_dtype or dtype.hasobject or fortran_order:
+            raise GoldenError(f"{path}: member {info.filename!r} holds {tuple(shape)} {dtype.str}"
+                              f"{' (Fortran order)' if fortran_order else ''}; its manifest declares "
+                              f"{spec.shape} {spec.dtype} ({expected_dtype.str})")
+        data = member.read(spec.nbytes + 1)
+    if len(data) != spec.nbytes:
+        raise GoldenError(f"{path}: member {info.filename!r} holds {len(data)} bytes of data, expected {spec.nbytes}")
+    return np.frombuffer(data, dtype=expected_dtype).reshape(spec.shape).copy()
+
+
+def verify_tensors(
+    path: Path, tensors: dict[str, np.ndarray], expected: dict[str, Any], *, schema_version: int
+) -> None:
+    """Every declared tensor present and matching its sha256 (of dtype, byte order, shape and bytes since /2)."""
     if set(tensors) != set(expected):
         raise GoldenError(f"{path}: holds tensors {sorted(tensors)}, manifest lists {sorted(expected)}")
+    digest = array_sha256 if schema_version >= 2 else bytes_sha256
     for name, array in tensors.items():
-        if array_sha256(array) != expected[name]["sha256"] or list(array.shape) != expected[name]["shape"]:
+        if digest(array) != expected[name]["sha256"]:
             raise GoldenError(f"{path}: tensor {name!r} does not match the sha256 in its manifest (edited or corrupt)")
 
 

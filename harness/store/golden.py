@@ -12,7 +12,7 @@ pointing at the old, untouched tensors file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,19 +20,27 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError, GoldenError
+from harness.model.axes import expected_shapes
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
+from harness.store.documents import read_json_document
 from harness.store.files import (
+    TensorSpec,
+    check_manifest_path,
     confined_tensors_path,
+    leftovers,
     read_tensors,
+    store_lock,
     store_named_tensors_files,
     tensor_entries,
     verify_tensors,
     write_golden_files,
 )
 
-SCHEMA = "harness.golden/1"
+SCHEMA = "harness.golden/2"  # /2: tensor sha256 covers dtype, byte order and shape; /1 is still read
+SCHEMA_FAMILY = "harness.golden/"
+MANIFEST_SCHEMA = ("harness.store.schemas", "golden.schema.json")
 BACKEND_SEPARATOR = "/"
 
 
@@ -104,22 +112,28 @@ class GoldenStore:
 
     def stored_ids(self) -> list[str]:
         """Config ids with a suite golden here (user goldens of the rnn_golden fixture excluded)."""
-        return sorted(path.stem for path in self.root.glob("*.json") if _schema_of(path) == SCHEMA)
+        return sorted(path.stem for path in self.root.glob("*.json")
+                      if (_schema_of(path) or "").startswith(SCHEMA_FAMILY))
 
     def load(self, config_id: str) -> Golden:
-        """The verified golden of config_id; GoldenError naming the file if missing or corrupt."""
+        """The verified golden of config_id; GoldenError naming the file (and field) if missing or corrupt.
+
+        Order: the manifest against its schema; its config; its declared tensors against what the config
+        implies; the tensors file's name (confined to the directory); each member's declared shape and dtype;
+        only then the data, and every tensor's sha256."""
         manifest_path = self.manifest_path(config_id)
         manifest = self._read_manifest(manifest_path)
-        tensors_path = confined_tensors_path(self.root, manifest_path, manifest["tensors_file"])
-        arrays = read_tensors(tensors_path)
-        tensors = {name: array for name, array in arrays.items() if BACKEND_SEPARATOR not in name}
-        verify_tensors(tensors_path, tensors, manifest["tensors"])
-        fingerprints = manifest.get("backend_fingerprints", {})
-        backend_tensors = _backend_tensors(tensors_path, arrays, fingerprints)
         try:
             config = RnnConfig.from_dict(manifest["config"])
         except ConfigError as error:
             raise GoldenError(f"{manifest_path}: bad config in manifest: {error.message}") from None
+        specs = _declared_specs(manifest_path, config, manifest["tensors"])
+        fingerprints = manifest["backend_fingerprints"]
+        tensors_path = confined_tensors_path(self.root, manifest_path, manifest["tensors_file"])
+        arrays = read_tensors(tensors_path, _spec_lookup(specs, fingerprints))
+        tensors = {name: array for name, array in arrays.items() if BACKEND_SEPARATOR not in name}
+        verify_tensors(tensors_path, tensors, manifest["tensors"], schema_version=_version(manifest["schema"]))
+        backend_tensors = _backend_tensors(tensors_path, arrays, fingerprints)
         return Golden(
             config=config,
             tensors=tensors,
@@ -154,12 +168,17 @@ class GoldenStore:
         except GoldenError as error:
             return None, error.message
 
-    def write(self, golden: Golden, *, force: bool = False) -> Path:
-        """Write atomically; refuse to replace an existing golden unless force."""
+    def write(self, golden: Golden, *, force: bool = False) -> tuple[Path, tuple[Path, ...]]:
+        """Write atomically under the directory's lock; refuse to replace an existing golden unless force.
+        Returns the manifest's path and the leftovers of interrupted writes that were removed first."""
         manifest_path = self.manifest_path(golden.config.id)
         if manifest_path.exists() and not force:
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
         return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest)
+
+    def leftovers(self) -> tuple[Path, ...]:
+        """Temporary and orphan tensors files that interrupted writes left (the next record removes them)."""
+        return leftovers(self.root)
 
     def files_of(self, config_id: str) -> list[Path]:
         """The manifest and the tensors files the store's own naming gives this id, inside the directory."""
@@ -169,32 +188,53 @@ class GoldenStore:
         """Delete (or, dry_run, only list) every file of these goldens; returns the paths."""
         paths = tuple(path for config_id in config_ids for path in self.files_of(config_id) if path.exists())
         if not dry_run:
-            for path in paths:
-                path.unlink(missing_ok=True)
+            with store_lock(self.root):
+                for path in paths:
+                    path.unlink(missing_ok=True)
         return paths
 
     def _read_manifest(self, path: Path) -> dict[str, Any]:
         if not path.exists():
             raise GoldenError(f"{path}: no golden for this config")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise GoldenError(f"{path}: corrupt golden manifest: {error}") from None
-        required = ("schema", "config", "tensors_file", "tensors", "weights_sha256", "inputs_sha256",
-                    "recorded_by", "recorded_at", "environment")
-        if not isinstance(manifest, dict) or any(key not in manifest for key in required):
-            raise GoldenError(f"{path}: corrupt golden manifest: missing keys (needs {', '.join(required)})")
-        if manifest["schema"] != SCHEMA:
-            raise GoldenError(f"{path}: unknown golden schema {manifest['schema']!r}; this harness reads {SCHEMA}")
-        return dict(manifest)
+        check_manifest_path(path)
+        return read_json_document(path, what="golden manifest", schema=MANIFEST_SCHEMA, error=GoldenError)
+
+
+def _version(schema: str) -> int:
+    return int(schema.rsplit("/", 1)[1])
+
+
+def _declared_specs(path: Path, config: RnnConfig, declared: dict[str, Any]) -> dict[str, TensorSpec]:
+    """The manifest's tensors, which must be exactly what the config implies (names, shapes, dtype)."""
+    implied = expected_shapes(config)
+    if set(declared) != set(implied):
+        raise GoldenError(f"{path}: declares tensors {sorted(declared)}; config {config.id} implies {sorted(implied)}")
+    for name, entry in declared.items():
+        if tuple(entry["shape"]) != implied[name] or entry["dtype"] != config.dtype:
+            raise GoldenError(f"{path}: declares {name} as {tuple(entry['shape'])} {entry['dtype']}; config "
+                              f"{config.id} implies {implied[name]} {config.dtype}")
+    return {name: TensorSpec(shape=implied[name], dtype=config.dtype) for name in implied}
+
+
+def _spec_lookup(specs: dict[str, TensorSpec], fingerprints: dict[str, Any]) -> Callable[[str], TensorSpec | None]:
+    """Reference tensors as declared; '<backend>/<tensor>' only for a backend fingerprinted 'ok'."""
+    def spec_of(member: str) -> TensorSpec | None:
+        backend, separator, name = member.rpartition(BACKEND_SEPARATOR)
+        if not separator:
+            return specs.get(member)
+        known = fingerprints.get(backend, {}).get("status") == "ok"
+        return specs.get(name) if known else None
+
+    return spec_of
 
 
 def _schema_of(path: Path) -> str | None:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return SCHEMA  # unreadable: still looks like a golden, and loading it says what is wrong
-    return document.get("schema") if isinstance(document, dict) else None
+    schema = document.get("schema") if isinstance(document, dict) else None
+    return schema if isinstance(schema, str) else None
 
 
 def _backend_tensors(

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from harness.errors import GoldenError
 from harness.store.golden import SCHEMA as SUITE_SCHEMA
+from harness.store.golden import SCHEMA_FAMILY as SUITE_FAMILY
 from harness.store.golden import Golden, GoldenStore
 from harness.store.user_golden import SCHEMA as USER_SCHEMA
+from harness.store.user_golden import SCHEMA_FAMILY as USER_FAMILY
 from harness.store.user_golden import UserGolden, UserGoldenStore
 
 
@@ -18,12 +20,13 @@ def load_any_golden(manifest: Path) -> Golden | UserGolden:
     if not manifest.is_file():
         raise GoldenError(f"{manifest}: no such golden (neither a suite golden nor an rnn_golden fixture golden)")
     try:
-        schema = json.loads(manifest.read_text(encoding="utf-8")).get("schema")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise GoldenError(f"{manifest}: corrupt golden manifest: {error}") from None
-    if schema == SUITE_SCHEMA:
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if isinstance(schema, str) and schema.startswith(SUITE_FAMILY):
         return GoldenStore(manifest.parent).load(manifest.stem)
-    if schema == USER_SCHEMA:
+    if isinstance(schema, str) and schema.startswith(USER_FAMILY):
         return UserGoldenStore(manifest.parent).load(manifest.stem)
     raise GoldenError(f"{manifest}: unknown golden schema {schema!r}; this harness reads {SUITE_SCHEMA} "
                       f"and {USER_SCHEMA}")

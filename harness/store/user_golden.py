@@ -4,7 +4,6 @@ sha256 per tensor, no pickle, tensors files confined to the directory)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,10 @@ import numpy as np
 
 from harness.errors import GoldenError
 from harness.model.environment import Environment
+from harness.store.documents import read_json_document
 from harness.store.files import (
+    TensorSpec,
+    check_manifest_path,
     confined_tensors_path,
     read_tensors,
     tensor_entries,
@@ -21,7 +23,9 @@ from harness.store.files import (
     write_golden_files,
 )
 
-SCHEMA = "harness.user-golden/1"
+SCHEMA = "harness.user-golden/2"  # /2: tensor sha256 covers dtype, byte order and shape; /1 is still read
+SCHEMA_FAMILY = "harness.user-golden/"
+MANIFEST_SCHEMA = ("harness.store.schemas", "user-golden.schema.json")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,19 +61,20 @@ class UserGoldenStore:
         return self.manifest_path(name).exists()
 
     def write(self, golden: UserGolden) -> Path:
-        return write_golden_files(self.root, golden.name, golden.tensors, golden.manifest)
+        return write_golden_files(self.root, golden.name, golden.tensors, golden.manifest)[0]
 
     def load(self, name: str) -> UserGolden:
+        """The verified golden: manifest against its schema, tensors file confined to the directory,
+        each member's declared shape and dtype checked before its data is read, then every sha256."""
         path = self.manifest_path(name)
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            tensors_path = confined_tensors_path(self.root, path, manifest["tensors_file"])
-            expected = manifest["tensors"]
-            environment = Environment.from_dict(manifest["environment"])
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise GoldenError(f"{path}: corrupt golden manifest: {error}") from None
-        tensors = read_tensors(tensors_path)
-        verify_tensors(tensors_path, tensors, expected)
+        check_manifest_path(path)
+        manifest = read_json_document(path, what="golden manifest", schema=MANIFEST_SCHEMA, error=GoldenError)
+        tensors_path = confined_tensors_path(self.root, path, manifest["tensors_file"])
+        expected = manifest["tensors"]
+        specs = {key: TensorSpec(shape=tuple(entry["shape"]), dtype=entry["dtype"]) for key, entry in expected.items()}
+        environment = Environment.from_dict(manifest["environment"])
+        tensors = read_tensors(tensors_path, specs.get)
+        verify_tensors(tensors_path, tensors, expected, schema_version=int(manifest["schema"].rsplit("/", 1)[1]))
         return UserGolden(name=name, tensors=tensors, recorded_at=str(manifest.get("recorded_at", "?")),
                           environment=environment, weights_sha256=str(manifest.get("weights_sha256", "")),
                           inputs_sha256=str(manifest.get("inputs_sha256", "")))
