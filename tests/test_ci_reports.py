@@ -92,7 +92,7 @@ def test_merge_refuses_overlaps_and_bad_files_and_flags_missing_shards(cli: Cli,
     broken = tmp_path / "broken.json"
     broken.write_text('{"schema": "harness.report/1"}')
     bad = cli("merge", str(broken))
-    assert bad.exit_code == 2 and bad.err.startswith(f"harness: error: {broken}: not a harness.report/1 document")
+    assert bad.exit_code == 2 and bad.err.startswith(f"harness: error: {broken}: corrupt harness.report/1 document: field $")
 
 
 def test_junit_lists_one_case_per_cell_with_failures(cli: Cli, golden: Path, tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_written_json_matches_its_schema_and_a_broken_one_does_not(cli: Cli, gol
     document = run_json(cli, golden, tmp_path / "r.json")
     assert schema_problems(document) == []
     document["cells"][0]["verdict"] = "fine"  # type: ignore[index]
-    assert schema_problems(document)[0].startswith("$.cells[0].verdict")
+    assert schema_problems(document)[0].startswith("field $.cells[0].verdict")
 
 
 def test_no_progress_bar_off_a_tty(cli: Cli, golden: Path) -> None:

@@ -18,9 +18,7 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-from importlib import resources
 from typing import Any
 
 from harness import __version__
@@ -28,9 +26,11 @@ from harness.judging.compare import OracleDistance, TensorComparison
 from harness.judging.results import CellResult, ProbeResult, RunReport
 from harness.reports.probes import probe_documents
 from harness.reports.text import finite, json_safe
+from harness.store.documents import first_schema_problem
 from harness.verdicts import Verdict
 
 SCHEMA = "harness.report/1"
+REPORT_SCHEMA = ("harness.reports.schemas", "report.schema.json")
 
 
 def report_document(report: RunReport) -> dict[str, Any]:
@@ -53,6 +53,9 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "backends": list(report.backends),
         "unavailable": dict(report.unavailable),
         "configs": list(report.config_ids),
+        "stale": list(report.stale),
+        "leftovers": list(report.leftovers),
+        "warnings": list(report.warnings),
         "cells": [cell_document(cell) for cell in report.cells],
     }
 
@@ -108,14 +111,7 @@ def report_json(report: RunReport, probes: tuple[ProbeResult, ...] = ()) -> str:
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
-@functools.cache
-def _validator() -> Any:
-    import jsonschema
-
-    schema = json.loads(resources.files("harness.reports.schemas").joinpath("report.schema.json").read_text("utf-8"))
-    return jsonschema.Draft202012Validator(schema)
-
-
 def schema_problems(document: Any) -> list[str]:
-    """Every way the document breaks schema harness.report/1, each with its JSON path."""
-    return [f"{error.json_path}: {error.message}" for error in _validator().iter_errors(document)]
+    """The first way the document breaks schema harness.report/1 (with its JSON path), or nothing."""
+    problem = first_schema_problem(document, *REPORT_SCHEMA)
+    return [problem] if problem else []

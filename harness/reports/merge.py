@@ -8,7 +8,6 @@ against the golden), or drift (some environment fails).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
-from harness.reports.json_report import schema_problems
+from harness.reports.json_report import REPORT_SCHEMA
 from harness.reports.text import text_table
+from harness.store.documents import read_json_document
 from harness.verdicts import Agreement, Verdict
 
 MERGED_SCHEMA = "harness.merged/1"
@@ -75,14 +75,14 @@ def environment_label(document: dict[str, Any]) -> str:
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HarnessError(f"{path}: cannot read report: {error}") from None
-    problems = schema_problems(document)
-    if problems:
-        raise HarnessError(f"{path}: not a harness.report/1 document: {problems[0]}")
-    return dict(document)
+    """A run report, checked as any file a pull request may carry: bounded, strict JSON, its schema."""
+    document = read_json_document(path, what="harness.report/1 document", schema=REPORT_SCHEMA)
+    if document["shard"]:
+        index, count = (int(part) for part in document["shard"].split("/"))
+        if not 1 <= index <= count:
+            raise HarnessError(f"{path}: corrupt harness.report/1 document: field $.shard: {document['shard']!r} "
+                               "is not K/N with 1 <= K <= N")
+    return document
 
 
 def merge_reports(paths: Sequence[Path]) -> MergedReport:

@@ -37,7 +37,7 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
         for cell in failures:
             lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
                                    reference="the reference" if report.live_reference else "the golden")
-    lines += _missing(report) + _stale(report)
+    lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report)
     lines += _moved(report) + _oracle_summary(report) + _not_compared(report)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
     lines += ["", summary_line(report)]
@@ -52,6 +52,17 @@ def _missing(report: RunReport) -> list[str]:
     return ["", f"Missing goldens ({counted(len(missing), 'config')}; every other cell was judged; exit 2):",
             *(f"  {config_id}" for config_id in missing),
             f"  record them: {record} " + " ".join(f"--config {config_id}" for config_id in missing)]
+
+
+def _leftovers(report: RunReport) -> list[str]:
+    if not report.leftovers:
+        return []
+    return ["", f"Leftovers of interrupted records in {report.golden_dir} (the next record removes them):",
+            *(f"  {path}" for path in report.leftovers)]
+
+
+def _warnings(report: RunReport) -> list[str]:
+    return ["", *(f"Warning: {warning}" for warning in report.warnings)] if report.warnings else []
 
 
 def _stale(report: RunReport) -> list[str]:

@@ -29,7 +29,7 @@ from harness.model.config import RnnConfig
 from harness.model.environment import Environment, environment_differences, environment_label, utc_now
 from harness.model.shard import select_shard
 from harness.model.suite import Suite, load_suite
-from harness.model.tolerance import TolerancePolicy
+from harness.model.tolerance import LOOSE_FLOAT32_ATOL, TolerancePolicy
 from harness.session.execution import case_facts, environment_now, execute, judged_cell, pinned_threads
 from harness.session.record import RecordResult, describe_changes, fingerprint_backends
 from harness.session.settings import Settings, policy_for
@@ -229,12 +229,28 @@ class Session:
             environment_changes=self._environment_changes(environment, context=False),
             environment_context=self._environment_changes(environment, context=True),
             stale=() if self.settings.live_reference else self.stale_goldens(),
+            leftovers=() if self.settings.live_reference else tuple(map(str, self.store.leftovers())),
+            warnings=self.tolerance_warnings(),
             live_reference=self.settings.live_reference,
             hints={"record": self.cli_command("record"), "prune": self.cli_command("prune")},
             wall_seconds=time.perf_counter() - started,
             label=self.settings.label or environment_label(environment),
             shard="/".join(map(str, self.settings.shard)) if self.settings.shard else "",
         )
+
+    def tolerance_warnings(self) -> tuple[str, ...]:
+        """Tolerances loose enough (above 1e-3) for float32 configs that a real drift passes."""
+        warnings = []
+        override = self.settings.override
+        if override is not None and any(override.looser_than_float32_sense(c.dtype) for c in self.configs):
+            warnings.append(f"tolerance {override.describe()} for every cell is looser than {LOOSE_FLOAT32_ATOL:g} "
+                            "on float32 configs: a real drift can pass")
+        for config in self.configs:
+            own = self.suite.tolerances.get(config.id)
+            if override is None and own is not None and own.looser_than_float32_sense(config.dtype):
+                warnings.append(f"{config.id}: its own tolerance {own.describe()} is looser than "
+                                f"{LOOSE_FLOAT32_ATOL:g} on a float32 config: a real drift can pass")
+        return tuple(warnings)
 
     def output_sha256(self, config: RnnConfig, backend_name: str) -> str:
         """sha256 of what one backend computes for one config (the fresh-process probe's unit)."""
