@@ -92,7 +92,8 @@ def test_merge_refuses_overlaps_and_bad_files_and_flags_missing_shards(cli: Cli,
     broken = tmp_path / "broken.json"
     broken.write_text('{"schema": "harness.report/1"}')
     bad = cli("merge", str(broken))
-    assert bad.exit_code == 2 and bad.err.startswith(f"harness: error: {broken}: corrupt harness.report/1 document: field $")
+    assert bad.exit_code == 2
+    assert bad.err.startswith(f"harness: error: {broken}: corrupt harness.report/1 document: field $")
 
 
 def test_junit_lists_one_case_per_cell_with_failures(cli: Cli, golden: Path, tmp_path: Path) -> None:
