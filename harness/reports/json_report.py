@@ -56,8 +56,18 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "stale": list(report.stale),
         "leftovers": list(report.leftovers),
         "warnings": list(report.warnings),
+        "upstream_findings": upstream_findings(report),
         "cells": [cell_document(cell) for cell in report.cells],
     }
+
+
+def upstream_findings(report: RunReport) -> list[dict[str, Any]]:
+    """Each distinct upstream warning once per backend, with the number of cells that raised it."""
+    counts: dict[tuple[str, str], int] = {}
+    for cell in report.cells:
+        for note in cell.notes:
+            counts[(cell.backend, note)] = counts.get((cell.backend, note), 0) + 1
+    return [{"backend": backend, "note": note, "cells": count} for (backend, note), count in counts.items()]
 
 
 def cell_document(cell: CellResult) -> dict[str, Any]:
@@ -80,7 +90,9 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
         "outputs_sha256": cell.outputs_sha256,
         "prepare_seconds": round(cell.prepare_seconds, 4),
         "run_seconds": round(cell.run_seconds, 6),
-        "notes": list(cell.notes),
+        # A passing cell's upstream warnings are counted once per report (upstream_findings); a failing
+        # cell keeps its own, next to every other detail.
+        "notes": list(cell.notes) if cell.verdict.failing else [],
         # A passing cell keeps one line of numbers per tensor; a failing one every statistic.
         "tensors": [tensor_document(tensor, full=cell.verdict.failing) for tensor in cell.tensors],
         "nondeterminism": [tensor_document(tensor) for tensor in cell.repeat],
