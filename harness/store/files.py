@@ -49,6 +49,26 @@ class TensorSpec:
         return math.prod(self.shape) * numpy_dtype(self.dtype).itemsize
 
 
+class GoldenDirectory:
+    """One directory of goldens, `<name>.json` manifests beside their tensors files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def manifest_path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def exists(self, name: str) -> bool:
+        return self.manifest_path(name).exists()
+
+    def require_directory(self) -> None:
+        """GoldenError unless the golden directory exists and is a directory."""
+        if not self.root.exists():
+            raise GoldenError(f"golden directory {self.root} does not exist (--golden-dir)")
+        if not self.root.is_dir():
+            raise GoldenError(f"golden directory {self.root} is not a directory (--golden-dir)")
+
+
 def numpy_dtype(name: str) -> np.dtype[Any]:
     """The native-order numpy dtype of a manifest dtype name (bfloat16 comes from ml_dtypes)."""
     if name == "bfloat16":

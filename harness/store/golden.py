@@ -26,6 +26,7 @@ from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
 from harness.store.documents import read_json_document
 from harness.store.files import (
+    GoldenDirectory,
     TensorSpec,
     check_manifest_path,
     confined_tensors_path,
@@ -91,24 +92,8 @@ def default_golden_dir() -> Path:
     return Path("golden")
 
 
-class GoldenStore:
-    """Reads and atomically writes suite goldens under one directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def manifest_path(self, config_id: str) -> Path:
-        return self.root / f"{config_id}.json"
-
-    def exists(self, config_id: str) -> bool:
-        return self.manifest_path(config_id).exists()
-
-    def require_directory(self) -> None:
-        """GoldenError unless the golden directory exists and is a directory."""
-        if not self.root.exists():
-            raise GoldenError(f"golden directory {self.root} does not exist (--golden-dir)")
-        if not self.root.is_dir():
-            raise GoldenError(f"golden directory {self.root} is not a directory (--golden-dir)")
+class GoldenStore(GoldenDirectory):
+    """Reads and atomically writes suite goldens (one per config id) under one directory."""
 
     def stored_ids(self) -> list[str]:
         """Config ids with a suite golden here (user goldens of the rnn_golden fixture excluded)."""

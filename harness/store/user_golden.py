@@ -14,6 +14,7 @@ from harness.errors import GoldenError
 from harness.model.environment import Environment
 from harness.store.documents import read_json_document
 from harness.store.files import (
+    GoldenDirectory,
     TensorSpec,
     check_manifest_path,
     confined_tensors_path,
@@ -48,17 +49,8 @@ class UserGolden:
         }
 
 
-class UserGoldenStore:
-    """The fixture's goldens under one directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def manifest_path(self, name: str) -> Path:
-        return self.root / f"{name}.json"
-
-    def exists(self, name: str) -> bool:
-        return self.manifest_path(name).exists()
+class UserGoldenStore(GoldenDirectory):
+    """The fixture's goldens (one per name) under one directory."""
 
     def write(self, golden: UserGolden) -> Path:
         return write_golden_files(self.root, golden.name, golden.tensors, golden.manifest)[0]
