@@ -32,6 +32,7 @@ class Option:
     commands: tuple[str, ...] = ()  # CLI subcommands that take it
     plugin: bool = False  # offered by the pytest plugin as --harness-<flag>
     flag_name: str = ""  # the flag's words when they differ from the name
+    short: str = ""  # a one-letter CLI alias, e.g. -v (the plugin has none: pytest owns them)
 
     @property
     def flag(self) -> str:
@@ -81,7 +82,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="label", metavar="NAME", commands=RUN,
            help="name of this environment in merged reports (default: machine, torch and onnxruntime "
                 "versions, thread count, e.g. x86_64-torch2.13.0-ort1.32.0-t1)"),
-    Option(name="verbose", kind="flag", commands=RUN,
+    Option(name="verbose", kind="flag", commands=RUN, short="-v",
            help="every upstream finding and environment difference in full"),
     Option(name="quiet", kind="flag", commands=RUN, help="no progress bar (there is none off a TTY anyway)"),
     Option(name="probes", kind="flag", commands=RUN, help="also run the determinism probes (see `harness probe`)"),
@@ -124,11 +125,16 @@ def add_cli_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Add every option the table gives this subcommand, in table order."""
     for option in OPTIONS:
         if command in option.commands:
-            parser.add_argument(option.flag, **option.argparse_kwargs())
+            parser.add_argument(*filter(None, (option.short, option.flag)), **option.argparse_kwargs())
 
 
 def plugin_options() -> Iterable[Option]:
     return (option for option in OPTIONS if option.plugin)
+
+
+def plugin_path_flags() -> tuple[str, ...]:
+    """The plugin's options that take a path: they must be written --flag=PATH (see the plugin)."""
+    return tuple(option.plugin_flag for option in plugin_options() if option.type is Path)
 
 
 def split_names(values: Iterable[str] | None) -> tuple[str, ...]:

@@ -268,3 +268,37 @@ def test_list_and_help_do_not_import_torch() -> None:
             "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False False"
+
+
+def test_short_verbose_and_unknown_options_are_said_by_the_subcommand(
+    cli: Cli, golden_copy: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    verbose = cli("run", "-v", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "onnxruntime-legacy")
+    assert verbose.exit_code == 0
+    assert "Upstream findings (warnings raised by torch / onnx / onnxruntime while preparing):" in verbose.out
+    with pytest.raises(SystemExit) as raised:
+        cli("run", "--bogus")
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: harness run") and "unrecognized arguments: --bogus" in err
+
+
+def test_record_without_force_over_a_corrupt_golden_says_it_is_corrupt(
+    cli: Cli, golden_copy: Callable[..., Path]
+) -> None:
+    golden = golden_copy(REFERENCE_ID)
+    next(golden.glob("*.npz")).write_bytes(b"truncated")
+    result = cli("record", "--config", REFERENCE_ID, "--golden-dir", str(golden))
+    assert result.exit_code == 2
+    assert "golden exists and is corrupt (" in result.err and "pass --force to overwrite it" in result.err
+    forced = cli("record", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--force", "--reference-only")
+    assert forced.exit_code == 0 and "the golden it replaced was corrupt:" in forced.out
+
+
+def test_a_report_path_under_a_file_is_refused_before_the_run(cli: Cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    result = cli("run", "--config", REFERENCE_ID, "--html", str(blocker / "r.html"))
+    assert result.exit_code == 2 and result.out == ""
+    assert result.err.strip() == f"harness: error: {blocker / 'r.html'}: {blocker} is not a directory"

@@ -70,16 +70,31 @@ def test_a_perturbed_golden_fails_with_the_cli_report(pytester: pytest.Pytester)
 
 def test_missing_goldens_fail_until_updated_and_force_rewrites(pytester: pytest.Pytester) -> None:
     args = ("--harness", "--harness-backend", "eager", "-k", REFERENCE_ID)
+    golden = pytester.path / "golden"
+    no_directory = pytester.runpytest(*args)
+    assert no_directory.ret == pytest.ExitCode.USAGE_ERROR
+    no_directory.stderr.fnmatch_lines([f"*golden directory {golden} does not exist*"])
+    golden.mkdir()
     missing = pytester.runpytest(*args)
     missing.assert_outcomes(failed=1)
-    missing.stdout.fnmatch_lines([f"*no golden *{REFERENCE_ID}.json; record it: pytest --harness --harness-golden-dir *"
-                                  f" --harness-update -k {REFERENCE_ID}*"])
-    pytester.runpytest(*args, "--harness-update").assert_outcomes(passed=1)
-    golden = pytester.path / "golden"
+    missing.stdout.fnmatch_lines([f"*no golden *{REFERENCE_ID}.json; record it: pytest --harness "
+                                  f"--harness-golden-dir={golden} --harness-update -k {REFERENCE_ID}*"])
+    recorded = pytester.runpytest(*args, "--harness-update")
+    recorded.assert_outcomes(passed=1)
+    recorded.stdout.fnmatch_lines(["*harness: goldens written*", f"recorded {golden / REFERENCE_ID}.json"])
     nudge(golden, REFERENCE_ID)
     pytester.runpytest(*args, "--harness-update").assert_outcomes(failed=1)  # existing: not rewritten
-    pytester.runpytest(*args, "--harness-update", "--harness-force-update").assert_outcomes(passed=1)
+    rewritten = pytester.runpytest(*args, "--harness-update", "--harness-force-update")
+    rewritten.assert_outcomes(passed=1)
+    rewritten.stdout.fnmatch_lines([f"rewritten {golden / REFERENCE_ID}.json"])
     pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_a_path_option_given_apart_from_its_value_is_refused(pytester: pytest.Pytester) -> None:
+    elsewhere = pytester.path / "elsewhere"
+    result = pytester.runpytest("--harness", "--harness-golden-dir", str(elsewhere))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*write --harness-golden-dir={elsewhere} (with '='): given apart, pytest takes*"])
 
 
 def test_stale_goldens_are_reported_and_fail_under_strict(pytester: pytest.Pytester) -> None:
@@ -204,7 +219,7 @@ def test_model_form(rnn_golden):
 def test_fixture_goldens_have_their_own_directory_and_the_model_form_attributes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=MODEL_TEST.replace("SEED", "0"))
     suite_dir = pytester.path / "suite-goldens"
-    pytester.runpytest("--harness-update", "--harness-golden-dir", str(suite_dir)).assert_outcomes(passed=1)
+    pytester.runpytest("--harness-update", f"--harness-golden-dir={suite_dir}").assert_outcomes(passed=1)
     assert (pytester.path / "rnn_golden" / "my-lstm.json").is_file()  # next to the test file
     assert not suite_dir.exists()  # --harness-golden-dir is for suite goldens only
     pytester.makepyfile(test_user=MODEL_TEST.replace("SEED", "1"))  # other weights, same inputs
@@ -213,7 +228,7 @@ def test_fixture_goldens_have_their_own_directory_and_the_model_form_attributes(
     drift.stdout.fnmatch_lines(["*golden 'my-lstm' (*my-lstm.json): DRIFT (tolerance atol=2e-06 rtol=1e-05); "
                                 "cause: weights changed*"])
     moved = pytester.path / "elsewhere"
-    pytester.runpytest("--harness-update", "--harness-fixture-golden-dir", str(moved)).assert_outcomes(passed=1)
+    pytester.runpytest("--harness-update", f"--harness-fixture-golden-dir={moved}").assert_outcomes(passed=1)
     assert (moved / "my-lstm.json").is_file()
 
 

@@ -147,10 +147,14 @@ def cmd_record(values: Values) -> int:
     store = session.store
     existing = [config.id for config in configs if store.exists(config.id)]
     if values["config"] and existing and not values["force"]:
-        raise HarnessError(f"{store.manifest_path(existing[0])}: golden exists; pass --force to overwrite it "
+        _, corrupt = store.previous(existing[0], force=True)
+        state = f" and is corrupt ({corrupt})" if corrupt else ""
+        raise HarnessError(f"{store.manifest_path(existing[0])}: golden exists{state}; pass --force to overwrite it "
                            f"(it prints what changed)")
     if store.root.exists() and not store.root.is_dir():
         store.require_directory()
+    if not store.root.exists():
+        print(f"creating golden directory {store.root}")
     kept = 0
     for config in configs:
         if config.id in existing and not values["force"]:

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        parser.set_defaults(**{f"_parser_{name}": sub})
         if name == "show":
             sub.add_argument("golden", metavar="ID|MANIFEST",
                              help="a config id or fixture golden name (looked up in --golden-dir), "
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `harness` and `python -m harness`; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # said by the subcommand's own parser, so its usage line is the one shown
+        getattr(args, f"_parser_{args.command}").error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return COMMANDS[args.command](vars(args))
     except HarnessError as error:

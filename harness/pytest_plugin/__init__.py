@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError
-from harness.options import plugin_options
+from harness.options import plugin_options, plugin_path_flags
 from harness.pytest_plugin.state import STATE, PluginState, option_values
 
 GOLDEN_DIR_INI = "harness_golden_dir"
@@ -38,12 +38,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "harness: a golden check collected by the harness plugin")
+    _refuse_separate_path_values(config)
     values = option_values(config)
     golden_dir = values["golden_dir"] or config.rootpath / config.getini(GOLDEN_DIR_INI)
     fixture_dir = values["fixture_golden_dir"] or (
         config.rootpath / config.getini(FIXTURE_DIR_INI) if config.getini(FIXTURE_DIR_INI) else None)
     config.stash[STATE] = PluginState(values=values, golden_dir=Path(golden_dir),
                                       fixture_golden_dir=Path(fixture_dir) if fixture_dir else None)
+
+
+def _refuse_separate_path_values(config: pytest.Config) -> None:
+    """pytest picks its rootdir before plugins add their options, so in `--harness-suite FILE` it takes FILE
+    for a test path and may move the rootdir (and with it the default golden directory): demand '='."""
+    arguments = [str(argument) for argument in config.invocation_params.args]
+    for flag in plugin_path_flags():
+        if flag in arguments[:-1]:
+            value = arguments[arguments.index(flag) + 1]
+            raise pytest.UsageError(f"write {flag}={value} (with '='): given apart, pytest takes {value} for a "
+                                    "test path and may choose another rootdir, and so another golden directory")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -53,10 +65,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from harness.pytest_plugin.items import add_items
 
+    state = config.stash[STATE]
     try:
-        add_items(session, config.stash[STATE], items)
+        if not (state.values["update"] or config.option.collectonly):  # said as such, not as N missing goldens
+            state.session.require_golden_dir()
+        add_items(session, state, items)
     except HarnessError as error:
-        raise pytest.UsageError(error.message) from None
+        raise pytest.UsageError(error.message.replace("(--golden-dir)", "(--harness-golden-dir)")) from None
 
 
 @pytest.fixture
@@ -69,6 +84,11 @@ def rnn_golden(request: pytest.FixtureRequest) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    written = config.stash[STATE].written
+    if written:
+        terminalreporter.section("harness: goldens written")
+        for line in written:
+            terminalreporter.write_line(line)
     lines = _stale_lines(config)
     if lines:
         terminalreporter.section("harness: stale goldens")
@@ -96,6 +116,7 @@ def _stale_lines(config: pytest.Config) -> list[str]:
         return []
     verdict = "failing the session (--harness-strict)" if config.getoption("harness_strict") else "not failing"
     count = f"{len(stale)} golden{'s' if len(stale) != 1 else ''}"
+    suite = f" --suite {state.values['suite']}" if state.values.get("suite") else ""
     return [f"{count} in {state.golden_dir} used by no config of the suite ({verdict}); "
-            f"remove them with: harness prune --golden-dir {state.golden_dir} --yes",
+            f"remove them with: harness prune{suite} --golden-dir {state.golden_dir} --yes",
             *(f"  {config_id}" for config_id in stale)]

@@ -42,5 +42,7 @@ class GoldenChecker:
             result = fixture.check(self.root, name, produced, test_id=self.test_id, tolerance=tolerance)
         except HarnessError as error:
             pytest.fail(f"harness: {error.message}", pytrace=False)
+        if result.recorded:
+            self.state.written.append(result.lines[0])
         if not result.passed:
             pytest.fail("\n".join(result.lines), pytrace=False)

@@ -45,6 +45,8 @@ def item_outcome(state: PluginState, config_id: str, backend: str) -> Outcome:
     if backend not in session.unavailable:
         recorded = session.ensure_golden(config, update=bool(state.values["update"]),
                                          force=bool(state.values["force_update"]))
+        if recorded:
+            state.written.append(f"{recorded} {session.store.manifest_path(config_id)}")
     cell = session.judge(config, backend)
     if cell.verdict is Verdict.UNAVAILABLE:
         return Outcome(skip=f"{backend} unavailable: {cell.reason}")

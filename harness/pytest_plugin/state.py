@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ class PluginState:
     fixture_golden_dir: Path | None  # None: rnn_golden/ next to each test file
     _session: Session | None = None
     _fixture: FixtureGoldens | None = None
+    written: list[str] = field(default_factory=list)  # "recorded <path>" lines, said at the end of the session
 
     @property
     def session(self) -> Session:
@@ -46,8 +47,8 @@ class PluginState:
 
     def record_hint(self, config_id: str) -> str:
         suite = self.values.get("suite")
-        flags = f" --harness-suite {suite}" if suite else ""
-        return f"pytest --harness{flags} --harness-golden-dir {self.golden_dir} --harness-update -k {config_id}"
+        flags = f" --harness-suite={suite}" if suite else ""
+        return f"pytest --harness{flags} --harness-golden-dir={self.golden_dir} --harness-update -k {config_id}"
 
 
 STATE = pytest.StashKey[PluginState]()

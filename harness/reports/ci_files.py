@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ElementTree
 from harness.judging.results import RunReport
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
+from harness.reports.text import counted
 from harness.verdicts import Agreement, Verdict
 
 SKIPPED = (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE)
@@ -56,7 +57,8 @@ def run_markdown(report: RunReport) -> str:
 
 def merge_markdown(report: MergedReport) -> str:
     status = "FAILED" if report.exit_code else "OK"
-    lines = [f"## harness merge: {status}: {len(report.sources)} reports, {len(report.environments)} environments",
+    lines = [f"## harness merge: {status}: {counted(len(report.sources), 'report')}, "
+             f"{counted(len(report.environments), 'environment')}",
              "", "| environment | cells | failing | shards |", "|---|---|---|---|"]
     for label in report.environments:
         cells = [cell for cell in report.cells if cell.environment == label]

@@ -24,6 +24,8 @@ def check_output_paths(paths: Iterable[Path | None]) -> None:
         if path.is_dir():
             raise OutputError(f"{path}: is a directory; give a file path for the report")
         parent = path.parent if str(path.parent) else Path(".")
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{path}: {parent} is not a directory")
         if not parent.is_dir():
             raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another path")
         if not os.access(parent, os.W_OK):

@@ -9,6 +9,7 @@ from html import escape
 from harness.judging.results import CellResult, RunReport
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
+from harness.reports.text import counted
 from harness.verdicts import Agreement, Verdict
 
 STYLE = """
@@ -89,7 +90,8 @@ def merge_html(report: MergedReport) -> str:
                            f"{escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}</li>"
                            for label, env in report.environments.items())
     header = "".join(f"<th>{escape(backend)}</th>" for backend in backends)
-    body = (f"<h1>harness merge: {len(report.sources)} reports, {len(report.environments)} environments</h1>"
+    body = (f"<h1>harness merge: {counted(len(report.sources), 'report')}, "
+            f"{counted(len(report.environments), 'environment')}</h1>"
             f"<ul>{environments}</ul>"
             "<p>Agreement across environments: bitwise (same output bytes everywhere), tolerance (different bytes, "
             "all within tolerance of the golden), drift (some environment fails). Hover a cell for each "

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
 from harness.reports.json_report import REPORT_SCHEMA
-from harness.reports.text import text_table
+from harness.reports.text import counted, text_table
 from harness.store.documents import read_json_document
 from harness.verdicts import Agreement, Verdict
 
@@ -191,7 +191,8 @@ def merged_document(report: MergedReport) -> dict[str, Any]:
 
 def merge_lines(report: MergedReport) -> list[str]:
     """The terminal view: environments, shards, the agreement matrix, then failures."""
-    lines = [f"harness merge: {len(report.sources)} reports, {len(report.environments)} environments"]
+    lines = [f"harness merge: {counted(len(report.sources), 'report')}, "
+             f"{counted(len(report.environments), 'environment')}"]
     for label, environment in report.environments.items():
         shards = ", ".join(shard for shard in report.shards[label] if shard) or "whole suite"
         failing = sum(1 for cell in report.cells if cell.environment == label and cell.failing)

@@ -53,6 +53,8 @@ def first_schema_problem(document: Any, package: str, name: str) -> str | None:
     if not errors:
         return None
     first = errors[0]
+    if first.validator == "pattern":  # the pattern as written, not its repr (no doubled backslashes)
+        return f"field {first.json_path}: {_short(repr(first.instance))} does not match {first.validator_value}"
     return f"field {first.json_path}: {_short(first.message)}"
 
 
