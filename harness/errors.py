@@ -13,8 +13,15 @@ class HarnessError(Exception):
     exit_code: int = EXIT_BAD_INPUT
 
     def __init__(self, message: str) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """Control characters escaped (a crafted name cannot start a forged second line), and bounded."""
+    escaped = "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
 class ConfigError(HarnessError):

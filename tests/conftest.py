@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from harness.cli import main
 from harness.store.golden import GoldenStore
 
 pytest_plugins = ["pytester"]
+
+# Hypothesis profiles (tests/test_fuzz.py): "default" keeps the normal run fast; "fuzz" digs deeper:
+#   HYPOTHESIS_PROFILE=fuzz python -m pytest tests/test_fuzz.py
+# too_slow is suppressed: drawing nested documents (and writing their TOML/JSON text) can cross
+# Hypothesis's generation-time threshold on a loaded 2-core machine, which says nothing about the
+# harness and would fail the run spuriously.
+_FUZZ_HEALTH = [HealthCheck.too_slow]
+settings.register_profile("default", max_examples=50, deadline=None, suppress_health_check=_FUZZ_HEALTH)
+settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=_FUZZ_HEALTH)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED_GOLDEN = REPO / "golden"

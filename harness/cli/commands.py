@@ -78,11 +78,12 @@ def cmd_merge(values: Values) -> int:
     from harness.reports.ci_files import merge_markdown
     from harness.reports.html import merge_html
     from harness.reports.merge import merge_lines, merge_reports, merged_document
+    from harness.reports.text import json_safe
 
     check_output_paths(values.get(name) for name in ("json", "markdown", "html"))
     merged = merge_reports(values["reports"])
     print("\n".join(merge_lines(merged)))
-    _write([(values["json"], lambda: json.dumps(merged_document(merged), indent=2, allow_nan=False) + "\n"),
+    _write([(values["json"], lambda: json.dumps(json_safe(merged_document(merged)), indent=2, allow_nan=False) + "\n"),
             (values["html"], lambda: merge_html(merged))],
            markdown=(values["markdown"], lambda: merge_markdown(merged)))
     return merged.exit_code

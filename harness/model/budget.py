@@ -38,11 +38,10 @@ def estimate(config: RnnConfig) -> MemoryEstimate:
     item = _ITEMSIZE.get(config.dtype, 8)
     gates = _GATES.get(config.cell, 4) * config.hidden_size
     directions = config.num_directions
-    weights = 0
-    for layer in range(config.num_layers):
-        layer_input = config.input_size if layer == 0 else directions * config.output_features
-        weights += directions * gates * (layer_input + config.output_features + 2) * item
-        weights += directions * config.proj_size * config.hidden_size * item
+    per_layer_extra = directions * config.proj_size * config.hidden_size * item  # the projection matrices
+    first = directions * gates * (config.input_size + config.output_features + 2) * item
+    later = directions * gates * (directions * config.output_features + config.output_features + 2) * item
+    weights = first + (config.num_layers - 1) * later + config.num_layers * per_layer_extra
     steps = config.seq_len * config.batch
     activations = config.num_layers * directions * steps * (gates + config.hidden_size) * item
     sequence = steps * config.input_size * item
@@ -71,9 +70,12 @@ def parse_bytes(text: str) -> int:
 
 
 def human_bytes(count: int) -> str:
+    """'512 B', '1.5 GiB', ... and, past a thousand PiB, the power of two (no float overflow)."""
+    if count >= 1024**6:
+        return f"2^{count.bit_length() - 1} B"
     size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} PiB"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -24,6 +25,8 @@ VOCABULARY_SIZE = 4  # h, e, l, o
 _CELL_ID = {"rnn_tanh": "rnn", "rnn_relu": "rnnrelu", "lstm": "lstm", "gru": "gru"}
 _DTYPE_ID = {"float64": "f64"}  # an unknown dtype has no id: messages then show the raw fields
 MAX_SEED = 2**63 - 1  # torch.manual_seed and NumPy generators take seeds in 0..2^63-1
+MAX_SIZE = 2**31 - 1  # sizes beyond a C int are no RNN anyone runs; the memory budget refuses far less
+MAX_LAYERS = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,8 +86,8 @@ class RnnConfig:
         """The id when the fields allow one, else the raw fields (for error messages)."""
         try:
             return repr(self.id)
-        except KeyError:
-            return repr(self.to_dict())
+        except (KeyError, ValueError, OverflowError, TypeError):
+            return "{" + ", ".join(f"{key}={_short_number(value)}" for key, value in self.to_dict().items()) + "}"
 
     @property
     def num_directions(self) -> int:
@@ -114,7 +117,7 @@ class RnnConfig:
         for name, value in fields.items():
             expected = _FIELD_TYPES[name]
             if not _has_type(value, expected):
-                raise ConfigError(f"config key {name!r} must be {expected.__name__}, got {value!r}")
+                raise ConfigError(f"config key {name!r} must be {expected.__name__}, got {_short_number(value)}")
         return cls(**fields)
 
 
@@ -127,10 +130,17 @@ _FIELD_TYPES: dict[str, type] = {
 
 def _has_type(value: Any, expected: type) -> bool:
     if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and _fits_a_float(value)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, expected)
+
+
+def _fits_a_float(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _first_problem(config: RnnConfig) -> str | None:
@@ -139,14 +149,18 @@ def _first_problem(config: RnnConfig) -> str | None:
                "input": get_args(InputKind)}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
-            return f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}"
+            return f"{name} must be one of {', '.join(allowed)}, got {_short_number(getattr(config, name))}"
     if config.proj_size < 0:
-        return f"proj_size must be non-negative, got {config.proj_size}"
+        return f"proj_size must be non-negative, got {_short_number(config.proj_size)}"
     for name in ("input_size", "hidden_size", "num_layers", "seq_len", "batch"):
         if getattr(config, name) < 1:
-            return f"{name} must be at least 1, got {getattr(config, name)}"
+            return f"{name} must be at least 1, got {_short_number(getattr(config, name))}"
+    for name, largest in (("input_size", MAX_SIZE), ("hidden_size", MAX_SIZE), ("seq_len", MAX_SIZE),
+                          ("batch", MAX_SIZE), ("proj_size", MAX_SIZE), ("num_layers", MAX_LAYERS)):
+        if getattr(config, name) > largest:
+            return f"{name} must be at most {largest}, got {_short_number(getattr(config, name))}"
     if not 0 <= config.seed <= MAX_SEED:
-        return f"seed must be in 0..2^63-1, got {config.seed}"
+        return f"seed must be in 0..2^63-1, got {_short_number(config.seed)}"
     if not 0.0 <= config.dropout < 1.0:
         return f"dropout must be in [0, 1), got {config.dropout}"
     if config.dropout and config.num_layers == 1:
@@ -161,3 +175,10 @@ def _first_problem(config: RnnConfig) -> str | None:
         if (config.seq_len, config.batch) != (HELLO_SEQ_LEN, HELLO_BATCH):
             return "input 'hello' is the fixed 3 x 5 notebook batch: leave seq_len and batch unset"
     return None
+
+
+def _short_number(value: Any) -> str:
+    """A value for a message: huge integers by their size (str() of a 5000-digit int raises), the rest as repr."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)

@@ -70,6 +70,8 @@ def load_suite(path: Path | None = None, *, max_memory: int = DEFAULT_MAX_MEMORY
         raise SuiteError(f"{path}: not valid TOML: {error}") from None
     except RecursionError:
         raise SuiteError(f"{path}: nested too deeply to be a suite") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise SuiteError(f"{path}: not a usable TOML value: {error}") from None
     return parse_suite(document, source=str(path), require_reference=default, max_memory=max_memory)
 
 

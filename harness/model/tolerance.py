@@ -35,8 +35,12 @@ class Tolerance:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ToleranceError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ToleranceError(f"{name} must be finite and >= 0, got {value!r}")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ToleranceError(f"{name} must be finite and >= 0, got an integer beyond float range") from None
+            if not math.isfinite(number) or number < 0:
+                raise ToleranceError(f"{name} must be finite and >= 0, got {number!r}")
 
     @classmethod
     def pair(cls, atol: float | None, rtol: float | None, *, where: str) -> Tolerance | None:

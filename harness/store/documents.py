@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ def read_json_document(path: Path, *, what: str, schema: tuple[str, str], error:
     one-line message `<path>: <what>: <problem>` for anything else."""
     try:
         with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size > MAX_DOCUMENT_BYTES:
+                raise error(f"{path}: {what} larger than {MAX_DOCUMENT_BYTES // 1024**2} MiB: refused")
             data = handle.read(MAX_DOCUMENT_BYTES + 1)
     except FileNotFoundError:
         raise error(f"{path}: no such {what}") from None
@@ -30,7 +34,7 @@ def read_json_document(path: Path, *, what: str, schema: tuple[str, str], error:
     if len(data) > MAX_DOCUMENT_BYTES:
         raise error(f"{path}: {what} larger than {MAX_DOCUMENT_BYTES // 1024**2} MiB: refused")
     try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        document = json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
     except UnicodeDecodeError as problem:
         raise error(f"{path}: corrupt {what}: not UTF-8 (byte {problem.start})") from None
     except RecursionError:
@@ -56,6 +60,13 @@ def first_schema_problem(document: Any, package: str, name: str) -> str | None:
     if first.validator == "pattern":  # the pattern as written, not its repr (no doubled backslashes)
         return f"field {first.json_path}: {_short(repr(first.instance))} does not match {first.validator_value}"
     return f"field {first.json_path}: {_short(first.message)}"
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"{token} is out of the range of a float")
+    return value
 
 
 def _no_constant(token: str) -> Any:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import lzma
 import math
 import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,10 @@ MAX_TENSORS_BYTES = 1024**3  # what one tensors file may declare in all; suite g
 MAX_MEMBERS = 64
 NPY_HEADER_ROOM = 64 * 1024  # an .npy header is at most this long (version 2/3 headers can grow)
 TENSOR_DTYPES = ("float16", "float32", "float64", "bfloat16")
+# What zipfile and its decompressors raise on damaged input (a version it does not know, a bad CRC, a
+# corrupt deflate or LZMA stream, an encrypted member): all of it is a corrupt tensors file.
+DAMAGED_ZIP = (OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError,
+               zipfile.BadZipFile, zipfile.LargeZipFile)
 
 
 @dataclass(frozen=True)
@@ -206,11 +212,14 @@ def read_tensors(path: Path, spec_of: Callable[[str], TensorSpec | None]) -> dic
                     for info in members}
     except FileNotFoundError:
         raise GoldenError(f"{path}: golden tensors file is missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
-        raise GoldenError(f"{path}: corrupt golden tensors file: {error}") from None
+    except DAMAGED_ZIP as error:
+        raise GoldenError(f"{path}: corrupt golden tensors file: {error or type(error).__name__}") from None
 
 
 def _member_spec(path: Path, info: zipfile.ZipInfo, spec_of: Callable[[str], TensorSpec | None]) -> TensorSpec:
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+        raise GoldenError(f"{path}: corrupt golden tensors file: member {info.filename!r} is encrypted or "
+                          f"compressed with method {info.compress_type}; goldens are stored or deflated")
     name = info.filename.removesuffix(".npy")
     spec = spec_of(name) if info.filename.endswith(".npy") else None
     if spec is None:
@@ -225,7 +234,11 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, sp
     """One member: its header checked against spec, then exactly spec.nbytes of data."""
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise GoldenError(f"{path}: corrupt golden tensors file: member {info.filename!r} is .npy format "
+                              f"{version[0]}.{version[1]}; goldens use 1.0 or 2.0")
+        reader = readers[version]
         shape, fortran_order, dtype = reader(member)
         expected_dtype = numpy_dtype(spec.dtype)
         if tuple(shape) != spec.shape or dtype != expected_dtype or dtype.hasobject or fortran_order:

@@ -1,0 +1,1 @@
+"""The corruption corpus (cases.toml) and the tools that plant its inputs."""
