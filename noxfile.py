@@ -37,8 +37,15 @@ def run(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
     session.install(*CONSTRAINTS, "-e", ".[test,lint]")  # mypy reads the plugin's pytest types
-    session.run("ruff", "check", "harness", "tests", "noxfile.py")
-    session.run("mypy", "harness")
+    session.run("ruff", "check", "harness", "tests", "tools", "noxfile.py")
+    session.run("mypy", "harness", "tools")
+
+
+@nox.session(python="3.11")
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the judging core (docs/mutation.md): mutmut, then the score; fails below 95%."""
+    session.install(*CONSTRAINTS, "-e", ".[test,mutation]")
+    session.run("python", "tools/mutation_score.py", "--run", "--fail-under", "95", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
     inf_e, inf_a = np.isinf(wide_expected), np.isinf(wide_actual)
     same_inf = inf_e & inf_a & (wide_expected == wide_actual)
     bad_inf = (inf_e | inf_a) & ~same_inf & ~(nan_e | nan_a)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # max - (-max) overflows to inf: an honest inf error
         difference = np.abs(wide_actual - wide_expected)
     abs_error = np.where(matched_nan | same_inf, 0.0, difference)
     abs_error = np.where(bad_nan | bad_inf, np.inf, abs_error)
@@ -104,7 +105,8 @@ def _value_fields(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
     if tolerance.bitwise:
         mismatch = _bitwise_mismatch(expected, actual) | bad_nan
     else:
-        mismatch = (abs_error > tolerance.atol + tolerance.rtol * magnitude) | bad_nan | bad_inf
+        with np.errstate(over="ignore"):  # rtol * max may overflow to inf: nothing then exceeds it
+            mismatch = (abs_error > tolerance.atol + tolerance.rtol * magnitude) | bad_nan | bad_inf
     worst = np.unravel_index(int(np.argmax(abs_error)), abs_error.shape)
     ulps = np.where(matched_nan | same_inf, np.uint64(0), ulp_distance(expected, actual))
     ulps = np.where(bad_nan | bad_inf, np.iinfo(np.uint64).max, ulps).astype(np.uint64)
@@ -132,7 +134,7 @@ class NonFinite:
 
 def non_finite(array: np.ndarray) -> NonFinite | None:
     """None when every element is finite."""
-    if array.dtype.kind != "f" or array.size == 0:
+    if not is_float(array.dtype) or array.size == 0:
         return None
     bad = ~np.isfinite(array)
     if not bad.any():
@@ -152,7 +154,7 @@ class OracleDistance:
 def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray]) -> OracleDistance | None:
     """The worst distance over tensors present in both with equal shapes; None if none compare."""
     pairs = [(actual[name], oracle[name]) for name in oracle
-             if name in actual and actual[name].shape == oracle[name].shape and actual[name].dtype.kind == "f"]
+             if name in actual and actual[name].shape == oracle[name].shape and is_float(actual[name].dtype)]
     if not pairs:
         return None
     distances = [float(np.max(np.abs(a.astype(np.float64) - o), initial=0.0)) for a, o in pairs]
@@ -160,6 +162,11 @@ def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray]
         max_abs=math.nan if any(math.isnan(d) for d in distances) else max(distances),  # a NaN must show
         max_ulps=max(int(np.max(ulp_distance(a, o.astype(a.dtype)), initial=0)) for a, o in pairs),
     )
+
+
+def is_float(dtype: np.dtype[Any]) -> bool:
+    """A floating dtype, bfloat16 included (ml_dtypes gives it kind 'V', not 'f')."""
+    return dtype.kind == "f" or dtype.name == "bfloat16"
 
 
 def _bitwise_equal(expected: np.ndarray, actual: np.ndarray) -> bool:
@@ -181,7 +188,7 @@ def ulp_distance(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
     +0 and -0 are 0 apart and the smallest subnormals of opposite sign are 2 apart.
     NaN against anything but NaN counts as the largest distance.
     """
-    if expected.dtype != actual.dtype or expected.dtype.kind != "f":
+    if expected.dtype != actual.dtype or not is_float(expected.dtype):
         raise TypeError(f"ulp_distance needs two arrays of one float dtype, got {expected.dtype}, {actual.dtype}")
     bits = expected.dtype.itemsize * 8
     unsigned = _UNSIGNED_OF_SIZE[expected.dtype.itemsize]

@@ -35,9 +35,12 @@ def growth_line(errors: np.ndarray) -> str:
         return f"error by time step: {', '.join(f'{e:.1e}' for e in errors)}"
     quarter = max(1, errors.size // 4)
     first, last = float(errors[:quarter].mean()), float(errors[-quarter:].mean())
-    shape = (f"grows along the sequence (x{last / first:.0f}): the signature of a recurrence bug"
-             if (first > 0 and last > GROWTH_FACTOR * first) or first == 0 < last
-             else "does not grow along the sequence: rounding-like")
+    if first == 0 < last:
+        shape = "grows along the sequence (from exact at the start): the signature of a recurrence bug"
+    elif first > 0 and last > GROWTH_FACTOR * first:
+        shape = f"grows along the sequence (x{last / first:.0f}): the signature of a recurrence bug"
+    else:
+        shape = "does not grow along the sequence: rounding-like"
     return (f"error by time step: first quarter mean {first:.1e}, last quarter mean {last:.1e}, "
             f"max {errors.max():.1e} at step {int(errors.argmax())}; {shape}")
 
