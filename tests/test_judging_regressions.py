@@ -68,6 +68,16 @@ def test_bug2_a_bfloat16_tensor_reads_back(tmp_path: Path) -> None:
     assert read["y"].dtype == BFLOAT16 and read["y"].tobytes() == values.tobytes()
 
 
+def test_bug2_a_two_byte_void_member_is_bfloat16_only(tmp_path: Path) -> None:
+    """The '<V2' exception is for a manifest that says bfloat16: a float16 manifest still refuses it."""
+    buffer = io.BytesIO()
+    np.savez(buffer, y=np.array([1.0, -2.5, np.inf], BFLOAT16))
+    path = tmp_path / "t.npz"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(GoldenError, match=r"member 'y.npy' holds \(3,\) \|V2; its manifest declares \(3,\) float16"):
+        read_tensors(path, {"y": TensorSpec((3,), "float16")}.get)
+
+
 # Bug 3: harness/judging/compare.py _value_fields silences only "invalid" floating-point errors. Comparing the
 # largest float64 values of opposite sign overflows the subtraction, and a valid finite tolerance (Tolerance
 # accepts any finite rtol) overflows atol + rtol * |expected|: numpy warns "overflow encountered in ...".
@@ -99,7 +109,7 @@ def test_bug3_a_tolerance_bound_that_overflows_does_not_warn() -> None:
 def test_bug4_an_error_that_appears_after_an_exact_first_quarter_grows() -> None:
     line = growth_line(np.array([0.0, 0.0, 0.0, 1e-3]))
     assert line.startswith("error by time step: first quarter mean 0.0e+00, last quarter mean 1.0e-03")
-    assert "grows along the sequence" in line
+    assert line.endswith("grows along the sequence (from exact at the start): the signature of a recurrence bug")
 
 
 def test_bug4_judging_a_late_drift_reports_it() -> None:
