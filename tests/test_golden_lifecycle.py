@@ -42,7 +42,8 @@ def test_run_lists_stale_goldens_and_prune_removes_only_them(cli: Cli, golden_co
     assert listed == stale_files
     assert sorted(path.name for path in golden.glob(f"{stale_id}.*")) == stale_files  # a dry run deletes nothing
     removed = cli("prune", "--golden-dir", str(golden), "--yes")
-    assert removed.exit_code == 0 and removed.out.count("removed ") == 2
+    assert removed.exit_code == 0 and removed.out.count(f"removed {golden}") == 2
+    assert f"removed 2 files of stale goldens from {golden}" in removed.out
     assert not list(golden.glob(f"{stale_id}.*"))
     assert (golden / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert GoldenStore(golden).load(REFERENCE_ID).config.id == REFERENCE_ID  # the used golden is untouched

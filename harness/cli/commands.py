@@ -207,7 +207,9 @@ def cmd_prune(values: Values) -> int:
     verb = "removed" if values["yes"] else "would remove"
     for path in paths:
         print(f"{verb} {path}")
-    if not values["yes"]:
+    if values["yes"]:
+        print(f"removed {len(paths)} file{'s' if len(paths) != 1 else ''} of stale goldens from {session.golden_dir}")
+    else:
         print(f"{len(stale)} stale golden{'s' if len(stale) != 1 else ''} (used by no config of "
               f"{session.suite.source}); delete them with: {session.cli_command('prune')} --yes")
     return EXIT_OK
