@@ -22,6 +22,18 @@ def read_json_document(path: Path, *, what: str, schema: tuple[str, str], error:
                        ) -> dict[str, Any]:
     """The JSON object in path, validated against `schema` (package, file name); `error` carries the
     one-line message `<path>: <what>: <problem>` for anything else."""
+    document = read_json(path, what=what, error=error)
+    problem_text = first_schema_problem(document, *schema)
+    if problem_text:
+        raise error(f"{path}: corrupt {what}: {problem_text}")
+    if not isinstance(document, dict):  # the schemas demand an object; this keeps the type checker honest
+        raise error(f"{path}: corrupt {what}: not a JSON object")
+    return document
+
+
+def read_json(path: Path, *, what: str, error: type[HarnessError] = HarnessError) -> Any:
+    """The JSON value in path, read within the size and nesting bounds, strict (no NaN, no out-of-range
+    floats); no schema. For peeking at a field before knowing which schema applies."""
     try:
         with path.open("rb") as handle:
             if os.fstat(handle.fileno()).st_size > MAX_DOCUMENT_BYTES:
@@ -43,11 +55,6 @@ def read_json_document(path: Path, *, what: str, schema: tuple[str, str], error:
         raise error(f"{path}: corrupt {what}: {problem}") from None
     if _depth(document) > MAX_DEPTH:
         raise error(f"{path}: corrupt {what}: nested deeper than {MAX_DEPTH} levels")
-    problem_text = first_schema_problem(document, *schema)
-    if problem_text:
-        raise error(f"{path}: corrupt {what}: {problem_text}")
-    if not isinstance(document, dict):  # the schemas demand an object; this keeps the type checker honest
-        raise error(f"{path}: corrupt {what}: not a JSON object")
     return document
 
 

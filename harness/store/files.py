@@ -25,6 +25,7 @@ import numpy as np
 
 from harness.errors import GoldenError
 from harness.model.hashing import array_sha256, arrays_sha256, bytes_sha256
+from harness.store.documents import read_json
 
 # <name>.<first 12 hex digits of the tensors' sha256>.npz, next to <name>.json; names never hold a separator.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
@@ -190,10 +191,12 @@ def _referenced_tensors_file(manifest: Path) -> str | None:
     if not manifest.exists():
         return ""
     try:
-        document = json.loads(manifest.read_text(encoding="utf-8"))
-        return str(document["tensors_file"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        document = read_json(manifest, what="golden manifest", error=GoldenError)
+    except GoldenError:
         return None
+    if not isinstance(document, dict) or "tensors_file" not in document:
+        return None
+    return str(document["tensors_file"])
 
 
 def read_tensors(path: Path, spec_of: Callable[[str], TensorSpec | None]) -> dict[str, np.ndarray]:

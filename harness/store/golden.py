@@ -11,7 +11,6 @@ pointing at the old, untouched tensors file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from harness.model.axes import expected_shapes
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
-from harness.store.documents import read_json_document
+from harness.store.documents import read_json, read_json_document
 from harness.store.files import (
     GoldenDirectory,
     TensorSpec,
@@ -215,8 +214,8 @@ def _spec_lookup(specs: dict[str, TensorSpec], fingerprints: dict[str, Any]) -> 
 
 def _schema_of(path: Path) -> str | None:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        document = read_json(path, what="golden manifest", error=GoldenError)
+    except GoldenError:
         return SCHEMA  # unreadable: still looks like a golden, and loading it says what is wrong
     schema = document.get("schema") if isinstance(document, dict) else None
     return schema if isinstance(schema, str) else None

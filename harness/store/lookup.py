@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.errors import GoldenError
+from harness.store.documents import read_json
 from harness.store.golden import SCHEMA as SUITE_SCHEMA
 from harness.store.golden import SCHEMA_FAMILY as SUITE_FAMILY
 from harness.store.golden import Golden, GoldenStore
@@ -19,10 +19,7 @@ def load_any_golden(manifest: Path) -> Golden | UserGolden:
     GoldenStore(manifest.parent).require_directory()
     if not manifest.is_file():
         raise GoldenError(f"{manifest}: no such golden (neither a suite golden nor an rnn_golden fixture golden)")
-    try:
-        document = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise GoldenError(f"{manifest}: corrupt golden manifest: {error}") from None
+    document = read_json(manifest, what="golden manifest", error=GoldenError)
     schema = document.get("schema") if isinstance(document, dict) else None
     if isinstance(schema, str) and schema.startswith(SUITE_FAMILY):
         return GoldenStore(manifest.parent).load(manifest.stem)
