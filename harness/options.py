@@ -118,7 +118,6 @@ OPTIONS: tuple[Option, ...] = (
            help="directory of the rnn_golden fixture's goldens (default: rnn_golden/ next to each test file, "
                 "or the ini option harness_fixture_golden_dir)"),
 )
-OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 
 
 def add_cli_options(parser: argparse.ArgumentParser, command: str) -> None:

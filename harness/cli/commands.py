@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
-from harness.reports.files import Render, check_output_paths, write_outputs, write_summary
+from harness.reports.files import Render, check_output_paths, step_summary_path, write_outputs, write_summary
 
 if TYPE_CHECKING:
     from harness.judging.results import ProbeResult
@@ -93,16 +93,10 @@ def _write(outputs: list[tuple[Path | None, Render]],
            markdown: tuple[Path | None, Callable[[], str]] | None = None) -> None:
     """Write the requested report files and say where they went; a failed write is one line, exit 2."""
     written = write_outputs(outputs)
-    if markdown is not None and (markdown[0] is not None or _step_summary()):
+    if markdown is not None and (markdown[0] is not None or step_summary_path()):
         written += write_summary(markdown[1](), markdown[0])
     if written:
         print(f"written: {', '.join(written)}")
-
-
-def _step_summary() -> bool:
-    import os
-
-    return bool(os.environ.get("GITHUB_STEP_SUMMARY"))
 
 
 @contextlib.contextmanager

@@ -88,6 +88,14 @@ class RunReport:
             return EXIT_BAD_INPUT
         return EXIT_DRIFT if self.failures else EXIT_OK
 
+    def upstream_counts(self) -> dict[tuple[str, str], int]:
+        """(backend, upstream warning) -> how many cells raised it, in first-seen order."""
+        counts: dict[tuple[str, str], int] = {}
+        for cell in self.cells:
+            for note in cell.notes:
+                counts[(cell.backend, note)] = counts.get((cell.backend, note), 0) + 1
+        return counts
+
     def count(self, verdict: Verdict) -> int:
         return sum(1 for cell in self.cells if cell.verdict is verdict)
 

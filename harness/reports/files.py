@@ -48,10 +48,15 @@ def write_outputs(outputs: Iterable[tuple[Path | None, Render]]) -> list[str]:
     return written
 
 
+def step_summary_path() -> str | None:
+    """GitHub Actions' step summary file, when the run is one of its steps."""
+    return os.environ.get("GITHUB_STEP_SUMMARY") or None
+
+
 def write_summary(text: str, path: Path | None) -> list[str]:
     """A Markdown summary to path (if given) and appended to $GITHUB_STEP_SUMMARY (if set)."""
     written = write_outputs([(path, lambda: text)])
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    summary = step_summary_path()
     if summary:
         try:
             with open(summary, "a", encoding="utf-8") as handle:

@@ -63,11 +63,8 @@ def report_document(report: RunReport) -> dict[str, Any]:
 
 def upstream_findings(report: RunReport) -> list[dict[str, Any]]:
     """Each distinct upstream warning once per backend, with the number of cells that raised it."""
-    counts: dict[tuple[str, str], int] = {}
-    for cell in report.cells:
-        for note in cell.notes:
-            counts[(cell.backend, note)] = counts.get((cell.backend, note), 0) + 1
-    return [{"backend": backend, "note": note, "cells": count} for (backend, note), count in counts.items()]
+    return [{"backend": backend, "note": note, "cells": count}
+            for (backend, note), count in report.upstream_counts().items()]
 
 
 def cell_document(cell: CellResult) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
+from harness.model.environment import Environment
+from harness.model.environment import environment_label as label_of
 from harness.reports.json_report import REPORT_SCHEMA
 from harness.reports.text import counted, text_table
 from harness.store.documents import read_json_document
@@ -68,10 +70,7 @@ def environment_label(document: dict[str, Any]) -> str:
     """The report's own label, else one made from what most often changes bits."""
     if document.get("label"):
         return str(document["label"])
-    environment = document["environment"]
-    packages = environment["packages"]
-    return (f"{environment['machine']}-torch{packages.get('torch', '?')}-ort{packages.get('onnxruntime', '?')}"
-            f"-t{environment['torch_threads']}")
+    return label_of(Environment.from_dict(document["environment"]))
 
 
 def load_report(path: Path) -> dict[str, Any]:

@@ -237,10 +237,7 @@ def _not_compared(report: RunReport) -> list[str]:
 
 def _upstream_findings(report: RunReport, *, verbose: bool) -> list[str]:
     """Distinct upstream warnings per backend: one summary line, every one of them under -v."""
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for cell in report.cells:
-        for note in cell.notes:
-            counts[(cell.backend, note)] += 1
+    counts = report.upstream_counts()
     if not counts:
         return []
     backends = list(dict.fromkeys(backend for backend, _ in counts))

@@ -37,7 +37,6 @@ LOCK_TIMEOUT_SECONDS = 120
 MAX_TENSORS_BYTES = 1024**3  # what one tensors file may declare in all; suite goldens are bounded by their config
 MAX_MEMBERS = 64
 NPY_HEADER_ROOM = 64 * 1024  # an .npy header is at most this long (version 2/3 headers can grow)
-TENSOR_DTYPES = ("float16", "float32", "float64", "bfloat16")
 # What zipfile and its decompressors raise on damaged input (a version it does not know, a bad CRC, a
 # corrupt deflate or LZMA stream, an encrypted member): all of it is a corrupt tensors file.
 DAMAGED_ZIP = (OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError,
