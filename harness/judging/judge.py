@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -104,11 +105,21 @@ def verdict_of(
     return Verdict.CLOSE
 
 
-def attribute(facts: CaseFacts, golden: Golden) -> Cause:
+class Hashed(Protocol):
+    """What attribution reads: the sha256 of the inputs and of the weights (a case now, or a golden)."""
+
+    @property
+    def inputs_sha256(self) -> str: ...
+
+    @property
+    def weights_sha256(self) -> str: ...
+
+
+def attribute(now: Hashed, recorded: Hashed) -> Cause:
     """The first link that differs from the golden's record: inputs, then weights, then compute."""
-    if facts.inputs_sha256 != golden.inputs_sha256:
+    if now.inputs_sha256 != recorded.inputs_sha256:
         return Cause.INPUTS
-    if facts.weights_sha256 != golden.weights_sha256:
+    if now.weights_sha256 != recorded.weights_sha256:
         return Cause.WEIGHTS
     return Cause.COMPUTE
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.errors import GoldenError, HarnessError
 from harness.judging.compare import compare_outputs
+from harness.judging.judge import attribute as first_changed_link
 from harness.model.environment import current_environment, utc_now
 from harness.model.hashing import arrays_sha256
 from harness.model.tolerance import Tolerance, TolerancePolicy
@@ -104,11 +105,7 @@ def attribute(golden: UserGolden, produced: Produced) -> Cause | None:
     """Inputs, then weights, then compute, as for the suite; None when the model was not given."""
     if not (golden.inputs_sha256 and produced.inputs_sha256):
         return None
-    if golden.inputs_sha256 != produced.inputs_sha256:
-        return Cause.INPUTS
-    if golden.weights_sha256 != produced.weights_sha256:
-        return Cause.WEIGHTS
-    return Cause.COMPUTE
+    return first_changed_link(produced, golden)
 
 
 def produced_from_outputs(outputs: Any) -> Produced:
