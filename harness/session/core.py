@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,7 +25,6 @@ from harness.errors import GoldenError, UnknownNameError
 from harness.judging.compare import non_finite
 from harness.judging.judge import CaseFacts
 from harness.judging.results import CellResult, RunReport
-from harness.model.case import Case, build_case
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment, environment_differences, environment_label, utc_now
 from harness.model.shard import select_shard
@@ -35,6 +35,9 @@ from harness.session.record import RecordResult, describe_changes, fingerprint_b
 from harness.session.settings import Settings, policy_for
 from harness.store.golden import Golden, GoldenStore, default_golden_dir
 from harness.verdicts import Verdict
+
+if TYPE_CHECKING:  # building a case imports torch: commands that build none (prune) never import it
+    from harness.model.case import Case
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +187,8 @@ class Session:
     def prepared(self, config: RnnConfig) -> PreparedCase:
         """The config's seeded case and its facts, built once per session."""
         if config.id not in self._cases:
+            from harness.model.case import build_case
+
             case = build_case(config)
             self._cases[config.id] = PreparedCase(case=case, facts=case_facts(case))
         return self._cases[config.id]

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,11 +17,13 @@ from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.judge import CaseFacts, Execution, judge_cell
 from harness.judging.oracle import Variant, oracle_outputs
 from harness.judging.results import CellResult
-from harness.model.case import Case
 from harness.model.environment import Environment, current_environment
 from harness.model.tolerance import Tolerance
 from harness.store.golden import Golden
 from harness.verdicts import Verdict
+
+if TYPE_CHECKING:  # building a case imports torch; the session imports it only to build one
+    from harness.model.case import Case
 
 
 @contextlib.contextmanager

@@ -6,20 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.backends.base import Backend
 from harness.backends.capture import first_line
 from harness.judging.compare import compare_outputs
-from harness.model.case import Case
 from harness.model.environment import environment_differences
 from harness.model.hashing import arrays_sha256
 from harness.model.tolerance import BITWISE
 from harness.session.execution import execute
 from harness.store.golden import Golden
 from harness.verdicts import TensorStatus
+
+if TYPE_CHECKING:  # building a case imports torch; the session imports it only to build one
+    from harness.model.case import Case
 
 Outputs = dict[str, np.ndarray]
 
