@@ -157,7 +157,7 @@ def cmd_record(values: Values) -> int:
             continue
         result = session.record(config, force=values["force"], fingerprint=not values["reference_only"])
         for leftover in result.cleaned:
-            print(f"removed {leftover} (left by an interrupted record)")
+            print(f"removed {leftover} (no manifest refers to it: a temporary or orphaned file)")
         print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")
         if result.corrupt:
             print(f"  the golden it replaced was corrupt: {result.corrupt}")

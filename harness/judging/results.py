@@ -69,7 +69,7 @@ class RunReport:
     # what else differs (platform string, python, core count): context, shown under -v
     environment_context: dict[str, tuple[str, ...]] = field(default_factory=dict)
     stale: tuple[str, ...] = ()  # goldens in the directory that no config of the suite uses
-    leftovers: tuple[str, ...] = ()  # files interrupted records left in the golden directory
+    leftovers: tuple[str, ...] = ()  # temporary or orphaned files no manifest refers to
     warnings: tuple[str, ...] = ()  # e.g. a float32 tolerance loose enough to let a real drift pass
     live_reference: bool = False  # `harness check`: judged against eager computed now, not goldens
     hints: dict[str, str] = field(default_factory=dict)  # what to run next, keyed by situation

@@ -57,7 +57,8 @@ def _missing(report: RunReport) -> list[str]:
 def _leftovers(report: RunReport) -> list[str]:
     if not report.leftovers:
         return []
-    return ["", f"Leftovers of interrupted records in {report.golden_dir} (the next record removes them):",
+    return ["", f"Files no manifest refers to in {report.golden_dir} (temporary or orphaned, as an interrupted "
+                f"record leaves them; the next record removes them):",
             *(f"  {path}" for path in report.leftovers)]
 
 
