@@ -111,7 +111,7 @@ def test_upstream_notes_are_one_line_unless_verbose() -> None:
     short = report_lines(run)
     findings = [line for line in short if "Upstream findings" in line]
     assert findings == ["Upstream findings: 2 distinct warnings from torch / onnx / onnxruntime while preparing "
-                        "onnxruntime (-v lists them; the JSON report has them per cell)"]
+                        "onnxruntime (-v lists them; so does the JSON report, under upstream_findings)"]
     assert not any(note in text(short) for note in notes)
     verbose = report_lines(run, verbose=True)
     assert f"  onnxruntime (2 cells): {notes[0]}" in verbose

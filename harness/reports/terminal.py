@@ -244,7 +244,8 @@ def _upstream_findings(report: RunReport, *, verbose: bool) -> list[str]:
     backends = list(dict.fromkeys(backend for backend, _ in counts))
     if not verbose:
         return ["", f"Upstream findings: {counted(len(counts), 'distinct warning')} from torch / onnx / onnxruntime "
-                    f"while preparing {', '.join(backends)} (-v lists them; the JSON report has them per cell)"]
+                    f"while preparing {', '.join(backends)} "
+                    "(-v lists them; so does the JSON report, under upstream_findings)"]
     lines = ["", "Upstream findings (warnings raised by torch / onnx / onnxruntime while preparing):"]
     for (backend, note), count in counts.items():
         lines.append(f"  {backend} ({counted(count, 'cell')}): {_shorten(note, 160)}")
