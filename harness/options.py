@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 Kind = Literal["flag", "value", "append"]
-RUN = ("run", "check")
-SELECTING = ("run", "check", "probe", "record")
+RUN = ("run", "check", "replay")
+PROBING = ("run", "check")  # the commands that can run the determinism probes after the cells
+SELECTING = ("run", "check", "probe", "record", "replay")
+EXPORTING = ("run", "check", "probe", "record")  # the commands that export models (and use the export cache)
 PLUGIN_PREFIX = "--harness-"
 
 
@@ -55,14 +57,15 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option(name="suite", type=Path, metavar="FILE", commands=("list", *SELECTING, "prune"), plugin=True,
+    Option(name="suite", type=Path, metavar="FILE", commands=("list", *SELECTING, "prune", "bundle"), plugin=True,
            help="suite TOML file (default: the packaged default suite)"),
-    Option(name="golden_dir", type=Path, metavar="DIR", commands=("run", "record", "show", "prune"), plugin=True,
+    Option(name="golden_dir", type=Path, metavar="DIR", plugin=True,
+           commands=("run", "record", "show", "prune", "replay", "bundle"),
            help="golden directory (default: golden/ of this checkout when run from one, else ./golden; "
                 "in pytest: <rootdir>/golden or the ini option harness_golden_dir)"),
     Option(name="config", kind="append", metavar="ID", commands=SELECTING,
            help="only this config (repeatable; pytest selects with -k instead)"),
-    Option(name="backend", kind="append", metavar="NAME", commands=SELECTING, plugin=True,
+    Option(name="backend", kind="append", metavar="NAME", commands=(*SELECTING, "bundle"), plugin=True,
            help="only this backend or family (repeatable, or comma-separated); default: every CPU backend, "
                 "plus the CUDA ones where CUDA is present"),
     Option(name="all", kind="flag", commands=SELECTING, plugin=True, help="include cells tagged slow"),
@@ -79,18 +82,26 @@ OPTIONS: tuple[Option, ...] = (
            help="torch intra-op threads, pinned because they change bits (default: 1)"),
     Option(name="max_memory", metavar="SIZE", commands=("list", *SELECTING, "prune"), plugin=True,
            help="refuse a config whose estimated memory need is above SIZE (e.g. 4G, 512M; default: 4G)"),
+    Option(name="jobs", metavar="N", commands=PROBING, short="-j",
+           help="spread the cells over N worker processes (or auto: one per CPU); the report is the same "
+                "as a serial run's (default: 1; in pytest use pytest-xdist's -n)"),
+    Option(name="no_cache", kind="flag", commands=EXPORTING,
+           help="neither read nor write the export cache: export every model afresh"),
+    Option(name="cache_dir", type=Path, metavar="DIR", commands=EXPORTING,
+           help="the export cache (default: $HARNESS_CACHE_DIR, else the user cache directory, e.g. "
+                "~/.cache/harness/exports)"),
     Option(name="label", metavar="NAME", commands=RUN,
            help="name of this environment in merged reports (default: machine, torch and onnxruntime "
                 "versions, thread count, e.g. x86_64-torch2.13.0-ort1.32.0-t1)"),
     Option(name="verbose", kind="flag", commands=RUN, short="-v",
            help="every upstream finding and environment difference in full"),
     Option(name="quiet", kind="flag", commands=RUN, help="no progress bar (there is none off a TTY anyway)"),
-    Option(name="probes", kind="flag", commands=RUN, help="also run the determinism probes (see `harness probe`)"),
-    Option(name="repeats", type=int, default=5, metavar="N", commands=("probe", *RUN),
+    Option(name="probes", kind="flag", commands=PROBING, help="also run the determinism probes (see `harness probe`)"),
+    Option(name="repeats", type=int, default=5, metavar="N", commands=("probe", *PROBING),
            help="runs in one process for the repeat probe (default: 5)"),
-    Option(name="no_fresh_process", kind="flag", commands=("probe", *RUN),
+    Option(name="no_fresh_process", kind="flag", commands=("probe", *PROBING),
            help="skip the probe that reruns everything in two new interpreters"),
-    Option(name="strict_settings", kind="flag", commands=("probe", *RUN),
+    Option(name="strict_settings", kind="flag", commands=("probe", *PROBING),
            help="fail when a pinned setting (threads, ORT optimisation, deterministic mode) changes bits"),
     # report files
     Option(name="json", type=Path, metavar="PATH", commands=(*RUN, "probe", "merge"),

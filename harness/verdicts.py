@@ -58,6 +58,20 @@ class Cause(enum.Enum):
     COMPUTE = "compute changed (same inputs and weights)"
 
 
+class ArtifactCause(enum.Enum):
+    """For an exported backend: which side moved, from the stored artifact replayed under today's runtime
+    next to a fresh export (same bytes, new numbers: the runtime; a fresh export that computes otherwise
+    while the stored one does not: the exporter)."""
+
+    UNCHANGED = "unchanged"
+    EXPORT_ONLY = "export changed, numbers did not"
+    EXPORTER = "exporter changed"
+    RUNTIME = "runtime/artifact moved"
+    BOTH = "exporter changed and runtime/artifact moved"
+    REPLAY_FAILED = "stored artifact no longer runs"
+    UNKNOWN = "no recorded fingerprint to compare with"
+
+
 class PastStatus(enum.Enum):
     """A backend against its own fingerprint recorded with the golden."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from harness.cli import main
+from harness.store.cache import CACHE_ENV
 from harness.store.golden import GoldenStore
 
 pytest_plugins = ["pytester"]
@@ -25,6 +27,10 @@ _FUZZ_HEALTH = [HealthCheck.too_slow]
 settings.register_profile("default", max_examples=50, deadline=None, suppress_health_check=_FUZZ_HEALTH)
 settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=_FUZZ_HEALTH)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# The export cache of this test session: fresh, never the user's (~/.cache/harness). Shared by the tests of
+# one process, so each model is exported once; tests that patch an exporter run with --no-cache.
+os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="harness-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED_GOLDEN = REPO / "golden"

@@ -4,8 +4,9 @@ import numpy as np
 import torch
 
 from harness.model.axes import tensor_axes
-from harness.model.case import build_case, build_inputs, build_module, hello_batch
+from harness.model.case import build_case, build_module
 from harness.model.config import RnnConfig
+from harness.model.inputs import build_inputs, hello_batch
 
 
 def notebook_outputs() -> tuple[np.ndarray, np.ndarray]:

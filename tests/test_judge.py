@@ -19,10 +19,10 @@ from harness.judging.judge import (
     verdict_of,
 )
 from harness.judging.oracle import Variant, oracle_outputs
-from harness.model.case import hello_batch
 from harness.model.config import RnnConfig
 from harness.model.environment import current_environment
 from harness.model.hashing import arrays_sha256
+from harness.model.inputs import hello_batch
 from harness.model.tolerance import Tolerance
 from harness.store.golden import Golden
 from harness.verdicts import Cause, PastStatus, TensorStatus, Verdict

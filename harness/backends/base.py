@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -47,6 +49,44 @@ class Backend(Protocol):
 
     def prepare(self, case: Case) -> PreparedModel:
         """Export / compile / load the case's module; raises on failure."""
+
+
+ARTIFACT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "torch-export": ".pt2"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    """A backend's prepared model as bytes: what `record` stores beside the golden, the export cache
+    keeps, and `replay` loads again under today's runtime."""
+
+    kind: str  # a key of ARTIFACT_SUFFIXES
+    data: bytes = field(repr=False)
+    producer: dict[str, Any]  # how it was made: exporter, its options, the package versions
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def suffix(self) -> str:
+        return ARTIFACT_SUFFIXES[self.kind]
+
+
+@runtime_checkable
+class ArtifactBackend(Backend, Protocol):
+    """A backend whose preparation yields a storable artifact: prepare(case) is load(export(case))."""
+
+    artifact_kind: str
+    loader_packages: tuple[str, ...]  # what loading (not exporting) needs: replay runs where only these exist
+
+    def export_options(self) -> dict[str, Any]:
+        """The exporter's options that change the artifact (part of the export cache's key)."""
+
+    def export(self, case: Case) -> Artifact:
+        """The case's module exported, scripted or traced, as bytes."""
+
+    def load(self, artifact: Artifact, output_names: Sequence[str]) -> PreparedModel:
+        """A runnable model from an artifact of this backend's kind (from a fresh export or the store)."""
 
 
 class ProbedBackend(Backend, Protocol):

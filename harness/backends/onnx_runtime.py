@@ -10,15 +10,18 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from harness.backends.base import Availability
-from harness.backends.wrappers import flat_module_for
-from harness.model.case import Case
+from harness.backends.base import Artifact, Availability
 from harness.model.config import RnnConfig
+from harness.model.environment import package_version
+
+if TYPE_CHECKING:  # loading a stored model needs onnxruntime only: `harness replay` runs without torch
+    from harness.model.case import Case
 
 Exporter = Literal["legacy", "dynamo"]
 OPSET = {"legacy": 17, "dynamo": 18}  # the dynamo exporter exports 18 and converts down when asked for less
@@ -26,6 +29,9 @@ OPSET = {"legacy": 17, "dynamo": 18}  # the dynamo exporter exports 18 and conve
 # (about 45 ms a step here; 79 s for 500 steps).
 SLOW_UNROLLED_STEPS = 64
 _PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# The dynamo exporter writes each node's Python stack trace, absolute paths included, into its metadata:
+# the same model exported from two checkouts would differ in bytes. Stripped: it changes no computation.
+_MACHINE_SPECIFIC_METADATA = ("pkg.torch.onnx.stack_trace",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class OnnxRuntimeBackend:
     """torch.onnx.export (dynamo=False or True) followed by an onnxruntime InferenceSession."""
 
     uses_torch_kernels = False
+    artifact_kind = "onnx"
+    loader_packages = ("onnxruntime",)
 
     def __init__(self, exporter: Exporter, device: str = "cpu") -> None:
         self.exporter = exporter
@@ -81,18 +89,30 @@ class OnnxRuntimeBackend:
         return self.exporter == "dynamo" and config.cell.startswith("rnn") and steps > SLOW_UNROLLED_STEPS
 
     def prepare(self, case: Case) -> OrtModel:
-        return self._session(self._export(case), case, threads=1, optimize=True)
+        return self.load(self.export(case), case.output_names)
+
+    def export_options(self) -> dict[str, Any]:
+        stripped = list(_MACHINE_SPECIFIC_METADATA) if self.exporter == "dynamo" else []
+        return {"exporter": "torch.onnx.export", "dynamo": self.exporter == "dynamo",
+                "opset_version": OPSET[self.exporter], "stripped_metadata": stripped}
+
+    def export(self, case: Case) -> Artifact:
+        versions = {name: package_version(name) for name in ("torch", "onnx", "onnxscript")}
+        return Artifact(kind="onnx", data=self._export(case), producer={**self.export_options(), "versions": versions})
+
+    def load(self, artifact: Artifact, output_names: Sequence[str]) -> OrtModel:
+        return self._session(artifact.data, output_names, threads=1, optimize=True)
 
     def probe_pairs(self, case: Case) -> dict[str, tuple[OrtModel, OrtModel]]:
         """Session settings that should not change bits, each as (pinned, other): one export for all."""
-        model_bytes = self._export(case)
-        pinned = self._session(model_bytes, case, threads=1, optimize=True)
+        model_bytes, names = self._export(case), case.output_names
+        pinned = self._session(model_bytes, names, threads=1, optimize=True)
         return {
-            "ort-threads": (pinned, self._session(model_bytes, case, threads=os.cpu_count() or 1, optimize=True)),
-            "ort-optimization": (pinned, self._session(model_bytes, case, threads=1, optimize=False)),
+            "ort-threads": (pinned, self._session(model_bytes, names, threads=os.cpu_count() or 1, optimize=True)),
+            "ort-optimization": (pinned, self._session(model_bytes, names, threads=1, optimize=False)),
         }
 
-    def _session(self, model_bytes: bytes, case: Case, *, threads: int, optimize: bool) -> OrtModel:
+    def _session(self, model_bytes: bytes, output_names: Sequence[str], *, threads: int, optimize: bool) -> OrtModel:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -105,10 +125,12 @@ class OnnxRuntimeBackend:
         if provider not in session.get_providers():
             # ORT silently falls back to the CPU when a provider fails to load.
             raise RuntimeError(f"onnxruntime fell back to {session.get_providers()} instead of {provider}")
-        return OrtModel(session, tuple(case.output_names))
+        return OrtModel(session, tuple(output_names))
 
     def _export(self, case: Case) -> bytes:
         import torch
+
+        from harness.backends.wrappers import flat_module_for
 
         wrapper = flat_module_for(case)
         examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
@@ -120,10 +142,20 @@ class OnnxRuntimeBackend:
             )
             if program is None:
                 raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
-            return bytes(program.model_proto.SerializeToString())
+            return _without_machine_specific_metadata(program.model_proto)
         buffer = io.BytesIO()
         torch.onnx.export(
             wrapper, examples, buffer,  # type: ignore[arg-type]  # file-like objects are accepted
             dynamo=False, opset_version=OPSET["legacy"], input_names=inputs, output_names=outputs,
         )
         return buffer.getvalue()
+
+
+def _without_machine_specific_metadata(model: Any) -> bytes:
+    """The model's bytes without the metadata that names this checkout's paths (see above)."""
+    for node in [*model.graph.node, *(node for function in model.functions for node in function.node)]:
+        kept = [entry for entry in node.metadata_props if entry.key not in _MACHINE_SPECIFIC_METADATA]
+        if len(kept) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+    return bytes(model.SerializeToString())

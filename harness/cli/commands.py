@@ -64,6 +64,36 @@ def cmd_check(values: Values) -> int:
     return cmd_run(values, live_reference=True)
 
 
+def cmd_replay(values: Values) -> int:
+    """The stored artifacts under today's runtimes, judged like a run; never imports torch for ONNX ones."""
+    from harness.reports.terminal import report_lines
+    from harness.session.replay import replay, replayed_backend_names
+
+    check_output_paths(values.get(name) for name in REPORT_FILES)
+    session = _session(values)
+    with progress_bar(len(session.configs) * len(replayed_backend_names(session)), quiet=values["quiet"]) as advance:
+        report = replay(session, on_cell=advance)
+    print("\n".join(report_lines(report, verbose=values["verbose"])))
+    _write_run_files(values, report, ())
+    return report.exit_code
+
+
+def cmd_bundle(values: Values) -> int:
+    """One config's stored ONNX artifact, inputs and golden outputs, as Polygraphy and ONNX runtimes read them."""
+    from harness.session.bundle import bundle_for
+
+    session = _session(values)
+    backends = session.settings.backends
+    if len(backends) != 1:
+        raise HarnessError("harness bundle takes exactly one --backend (an ONNX one, e.g. onnxruntime-legacy)")
+    written, command = bundle_for(session, values["config_id"], backends[0], values["out"])
+    print(f"wrote {len(written)} files to {values['out']}:")
+    for path in written:
+        print(f"  {path}")
+    print(f"check it: {command}")
+    return EXIT_OK
+
+
 def _write_run_files(values: Values, report: Any, probes: tuple[ProbeResult, ...]) -> None:
     from harness.reports.ci_files import junit_xml, run_markdown
     from harness.reports.html import run_html
@@ -229,5 +259,6 @@ def cmd_env(values: Values) -> int:
 
 COMMANDS: dict[str, Callable[[Values], int]] = {
     "list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
-    "show": cmd_show, "prune": cmd_prune, "merge": cmd_merge, "env": cmd_env,
+    "replay": cmd_replay, "bundle": cmd_bundle, "show": cmd_show, "prune": cmd_prune, "merge": cmd_merge,
+    "env": cmd_env,
 }

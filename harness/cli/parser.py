@@ -21,7 +21,9 @@ SUBCOMMANDS = {
     "run": "run configs x backends and compare them to the goldens",
     "check": "cross-backend validation without goldens: every backend vs eager computed now",
     "probe": "determinism probes for every config x backend (no goldens needed)",
-    "record": "write goldens (eager CPU, plus every backend's fingerprint) for configs that have none",
+    "record": "write goldens (eager CPU, plus every backend's fingerprint and artifact) for configs that have none",
+    "replay": "run the artifacts stored beside the goldens under today's runtimes (ONNX ones without torch)",
+    "bundle": "write one config's stored ONNX model, inputs and golden for Polygraphy and ONNX test runners",
     "show": "a golden's tensors, shapes and provenance, from its manifest alone",
     "prune": "list (or, with --yes, delete) goldens that no config of the suite uses",
     "merge": "combine JSON reports from shards and environments",
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("golden", metavar="ID|MANIFEST",
                              help="a config id or fixture golden name (looked up in --golden-dir), "
                                   "or the path of a golden's .json manifest")
+        if name == "bundle":
+            sub.add_argument("config_id", metavar="ID", help="the config whose golden holds the artifact")
+            sub.add_argument("out", type=Path, metavar="OUT", help="directory to create (must not exist, or be empty)")
         if name == "merge":
             sub.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
         add_cli_options(sub, name)

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from harness.backends.base import Artifact
 from harness.judging.compare import TensorComparison, compare_outputs, oracle_distance, ulp_distance
 from harness.judging.layout import diagnose_layout
 from harness.judging.oracle import Variant
@@ -40,6 +41,8 @@ class Execution:
     notes: tuple[str, ...]
     prepare_seconds: float
     run_seconds: float
+    artifact: Artifact | None = None  # what an exporting backend ran (fresh, cached or stored)
+    artifact_source: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,8 +52,8 @@ class CaseFacts:
     config: RnnConfig
     inputs_sha256: str
     weights_sha256: str
-    oracle: Outputs
-    variant_oracle: Callable[[Variant], Outputs]
+    oracle: Outputs | None  # None where the weights are out of reach (a replay of a stored artifact)
+    variant_oracle: Callable[[Variant], Outputs] | None
 
 
 def judge_cell(
@@ -65,13 +68,14 @@ def judge_cell(
         config_id=config.id, backend=backend, verdict=verdict, tolerance=tolerance, tensors=tensors,
         repeat=repeat if any(not t.passed for t in repeat) else (),
         cause=attribute(facts, golden) if verdict is Verdict.DRIFT else None,
-        oracle=oracle_distance(first, facts.oracle),
-        golden_oracle=oracle_distance(golden.tensors, facts.oracle),
+        oracle=oracle_distance(first, facts.oracle) if facts.oracle is not None else None,
+        golden_oracle=oracle_distance(golden.tensors, facts.oracle) if facts.oracle is not None else None,
         invariant_violations=violations,
         argmax_changed=_argmax_changed(config, golden.tensors, first),
         analysis=analysis_lines(facts, golden.tensors, first) if verdict is Verdict.DRIFT else (),
         past=compare_with_past(backend, golden, first),
         outputs_sha256=arrays_sha256(first),
+        artifact_source=execution.artifact_source,
         notes=execution.notes, prepare_seconds=execution.prepare_seconds, run_seconds=execution.run_seconds,
     )
 
@@ -132,7 +136,7 @@ def analysis_lines(facts: CaseFacts, expected: Outputs, actual: Outputs) -> tupl
     for name in ("h_n", "c_n"):
         if _same_shape(expected, actual, name):
             lines.append(state_error_line(config, name, expected[name], actual[name]))
-    pitfall = named_pitfall(config, actual, facts.variant_oracle)
+    pitfall = named_pitfall(config, actual, facts.variant_oracle) if facts.variant_oracle else None
     if pitfall:
         lines.append(pitfall)
     return tuple(lines)

@@ -9,7 +9,7 @@ from harness.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_OK
 from harness.judging.compare import OracleDistance, TensorComparison
 from harness.model.environment import Environment
 from harness.model.tolerance import Tolerance
-from harness.verdicts import Cause, PastStatus, ProbeVerdict, Verdict
+from harness.verdicts import ArtifactCause, Cause, PastStatus, ProbeVerdict, Verdict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +20,21 @@ class PastComparison:
     summary: str
     max_ulps: int = 0
     max_abs: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactCheck:
+    """An exported backend's stored artifact against a fresh export: which of exporter and runtime moved."""
+
+    cause: ArtifactCause
+    summary: str
+    same_bytes: bool = False  # the fresh export is bitwise the stored artifact
+    replay: PastComparison | None = None  # the stored artifact run now, against its recorded fingerprint
+    structure_diff: tuple[str, ...] = ()  # the fresh export's structure against the stored one's (ONNX)
+
+    @property
+    def changed(self) -> bool:
+        return self.cause is not ArtifactCause.UNCHANGED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +56,8 @@ class CellResult:
     analysis: tuple[str, ...] = ()  # RNN-aware explanation of a DRIFT
     past: PastComparison | None = None
     outputs_sha256: str = ""  # what this backend computed, to compare environments bitwise (merge)
+    artifact_check: ArtifactCheck | None = None  # exported backends whose golden stores their artifact
+    artifact_source: str = ""  # "cache", "exported", "stored" (replay), or why the cache entry was rebuilt
     notes: tuple[str, ...] = ()
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0
@@ -72,6 +89,8 @@ class RunReport:
     leftovers: tuple[str, ...] = ()  # temporary or orphaned files no manifest refers to
     warnings: tuple[str, ...] = ()  # e.g. a float32 tolerance loose enough to let a real drift pass
     live_reference: bool = False  # `harness check`: judged against eager computed now, not goldens
+    replay: bool = False  # `harness replay`: the stored artifacts run under today's runtimes
+    cache_dir: str = ""  # the export cache this run used ("" when off)
     hints: dict[str, str] = field(default_factory=dict)  # what to run next, keyed by situation
     wall_seconds: float = 0.0
     label: str = ""  # names this environment when reports from several machines are merged

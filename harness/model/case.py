@@ -3,7 +3,7 @@
 Models are built exactly as the reference notebook does: ``torch.manual_seed(seed)`` immediately
 before constructing the module (inside ``fork_rng`` so the caller's RNG state is untouched), then
 ``.eval()``, then the dtype. Inputs and random initial states come from local NumPy generators
-keyed on the seed, never from torch's global RNG.
+keyed on the seed, never from torch's global RNG (harness.model.inputs, which needs no torch).
 """
 
 from __future__ import annotations
@@ -16,12 +16,7 @@ import torch
 from harness.model.axes import output_names
 from harness.model.config import RnnConfig
 from harness.model.hashing import arrays_sha256
-
-HELLO_VOCABULARY = {"h": [1, 0, 0, 0], "e": [0, 1, 0, 0], "l": [0, 0, 1, 0], "o": [0, 0, 0, 1]}
-HELLO_WORDS = ("hello", "olleh", "lleel")  # the notebook's three rows: (3, 5, 4), sequence-first
-
-_INPUT_STREAM = 1
-_STATE_STREAM = 2
+from harness.model.inputs import build_inputs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,33 +36,6 @@ class Case:
     @property
     def output_names(self) -> list[str]:
         return output_names(self.config)
-
-
-def hello_batch() -> np.ndarray:
-    """The notebook's x: float32 (3, 5, 4); dim 0 is the sequence, dim 1 the batch of 5."""
-    rows = [[HELLO_VOCABULARY[letter] for letter in word] for word in HELLO_WORDS]
-    return np.array(rows, dtype=np.float32)
-
-
-def build_inputs(config: RnnConfig) -> dict[str, np.ndarray]:
-    """Named inputs in the config's dtype and layout: input, then h0 (and c0) for random state."""
-    dtype = np.dtype(config.dtype)
-    if config.input == "hello":
-        sequence_first = hello_batch()
-    else:
-        rng = np.random.default_rng([config.seed, _INPUT_STREAM])
-        tokens = rng.integers(0, config.input_size, size=(config.seq_len, config.batch))
-        sequence_first = np.eye(config.input_size, dtype=np.float32)[tokens]
-    layout = sequence_first.transpose(1, 0, 2) if config.batch_first else sequence_first
-    inputs = {"input": np.ascontiguousarray(layout, dtype=dtype)}
-    if config.initial_state == "random":
-        rng = np.random.default_rng([config.seed, _STATE_STREAM])
-        layers = config.num_layers * config.num_directions
-        h_shape = (layers, config.batch, config.output_features)
-        inputs["h0"] = rng.standard_normal(h_shape).astype(dtype)
-        if config.cell == "lstm":
-            inputs["c0"] = rng.standard_normal((layers, config.batch, config.hidden_size)).astype(dtype)
-    return inputs
 
 
 def build_module(config: RnnConfig) -> torch.nn.Module:

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+NOT_CHECKED = "not checked"  # a field this process did not look at (CUDA, in a replay that never imports torch)
 PACKAGES = ("harness", "torch", "numpy", "onnx", "onnxruntime", "onnxscript")
 # CPU features that change which kernels run (and so which bits come out).
 INTERESTING_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
@@ -51,7 +52,7 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def current_environment(*, torch_threads: int, cuda: str = "not checked") -> Environment:
+def current_environment(*, torch_threads: int, cuda: str = NOT_CHECKED) -> Environment:
     cpu, flags = _cpu_model_and_flags()
     return Environment(
         packages={name: package_version(name) for name in PACKAGES},
@@ -100,7 +101,7 @@ def environment_differences(golden: Environment, current: Environment, *, contex
             lines.append(f"{name} {before} -> {after}")
     for field in CONTEXT_FIELDS if context else BIT_FIELDS:
         before, after = getattr(golden, field), getattr(current, field)
-        if before != after:
+        if before != after and NOT_CHECKED not in (before, after):
             lines.append(f"{field}: {_show(before)} -> {_show(after)}")
     return lines
 

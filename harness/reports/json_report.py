@@ -7,6 +7,7 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
   environment_changes {config_id: [line]}, backends [name], unavailable {name: reason}, configs [id],
   cells [{config, backend, verdict, failing, reason, cause, oracle, golden_oracle, invariant_violations,
           argmax_changed, analysis [text], past {status, summary, max_ulps, max_abs}, tolerance, max_abs, max_ulps,
+          artifact {cause, summary, same_bytes, structure_diff [text], replay}, artifact_source,
           prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
   tensor {name, status, expected_shape, actual_shape, expected_dtype, actual_dtype, max_abs, max_rel,
           max_ulps, mismatched, total, worst_index, worst_expected, worst_actual, diagnosis,
@@ -42,6 +43,8 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "exit_code": report.exit_code,
         "wall_seconds": round(report.wall_seconds, 3),
         "label": report.label,
+        "mode": "replay" if report.replay else "check" if report.live_reference else "run",
+        "cache_dir": report.cache_dir,
         "shard": report.shard,
         "summary": {
             "cells": len(report.cells),
@@ -80,6 +83,8 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
         "argmax_changed": cell.argmax_changed,
         "analysis": list(cell.analysis),
         "past": json_safe(dataclasses.asdict(cell.past)) if cell.past else None,
+        "artifact": _artifact_document(cell),
+        "artifact_source": cell.artifact_source or None,
         "golden_oracle": _distance_document(cell.golden_oracle),
         "tolerance": dataclasses.asdict(cell.tolerance) if cell.tolerance else None,
         "max_abs": finite(cell.max_abs),
@@ -103,6 +108,15 @@ def tensor_document(tensor: TensorComparison, *, full: bool = True) -> dict[str,
         document["statistics"] = None
     document["status"] = tensor.status.value
     return document
+
+
+def _artifact_document(cell: CellResult) -> dict[str, Any] | None:
+    check = cell.artifact_check
+    if check is None:
+        return None
+    return {"cause": check.cause.value, "summary": check.summary, "same_bytes": check.same_bytes,
+            "structure_diff": list(check.structure_diff),
+            "replay": json_safe(dataclasses.asdict(check.replay)) if check.replay else None}
 
 
 def _distance_document(distance: OracleDistance | None) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite d
 PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
 LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "
           "fingerprint: (=) bitwise unchanged, (+Nu) moved by N ulps, (?) none recorded")
+REPLAY_LEGEND = ("  each cell: the stored artifact run now vs the golden, max abs error/max ulps; then vs what it "
+                 "computed when recorded: (=) bitwise unchanged, (+Nu) moved by N ulps (the runtime moved)")
 CHECK_LEGEND = "  each cell: verdict vs eager CPU computed in this run (the reference), max abs error/max ulps"
 
 
@@ -30,7 +32,8 @@ def cell_text(cell: CellResult) -> str:
 
 def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
     """The whole terminal report; passing runs stay short, -v (verbose) adds every detail."""
-    lines = [*_header(report), "", *_table(report), CHECK_LEGEND if report.live_reference else LEGEND]
+    legend = REPLAY_LEGEND if report.replay else CHECK_LEGEND if report.live_reference else LEGEND
+    lines = [*_header(report), "", *_table(report), legend]
     failures = [cell for cell in report.failures if cell.verdict is not Verdict.MISSING]
     if failures:
         lines += ["", "Failures:"]
@@ -38,7 +41,8 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
             lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
                                    reference="the reference" if report.live_reference else "the golden")
     lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report)
-    lines += _moved(report) + _oracle_summary(report) + _not_compared(report)
+    lines += _moved(report) + _artifacts(report) + _cache(report, verbose=verbose)
+    lines += _oracle_summary(report) + _not_compared(report)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
     lines += ["", summary_line(report)]
     return lines
@@ -52,6 +56,36 @@ def _missing(report: RunReport) -> list[str]:
     return ["", f"Missing goldens ({counted(len(missing), 'config')}; every other cell was judged; exit 2):",
             *(f"  {config_id}" for config_id in missing),
             f"  record them: {record} " + " ".join(f"--config {config_id}" for config_id in missing)]
+
+
+def _artifacts(report: RunReport) -> list[str]:
+    """Exported backends whose stored artifact or fresh export moved (failing cells say it in their details)."""
+    changed = [cell for cell in report.cells if cell.artifact_check and cell.artifact_check.changed]
+    if not changed:
+        return []
+    lines = ["", "Stored artifacts against fresh exports (which of exporter and runtime moved since recording):"]
+    for cell in changed:
+        check = cell.artifact_check
+        assert check is not None
+        lines.append(f"  {cell.config_id} x {cell.backend}: {check.cause.value}: {check.summary}")
+        lines += [f"    structure: {line}" for line in check.structure_diff]
+    return lines
+
+
+def _cache(report: RunReport, *, verbose: bool) -> list[str]:
+    """Which cells' exports came from the export cache, and any entry that was discarded and rebuilt."""
+    sourced = [cell for cell in report.cells if cell.artifact_source]
+    if not sourced or report.replay:
+        return []
+    hits = [cell for cell in sourced if cell.artifact_source == "cache"]
+    rebuilt = [cell for cell in sourced if "discarded" in cell.artifact_source]
+    where = f"export cache {report.cache_dir}" if report.cache_dir else "export cache off (--no-cache)"
+    lines = ["", f"{where}: {counted(len(hits), 'cell')} loaded from it, {len(sourced) - len(hits)} exported now"]
+    lines += [f"  rebuilt {cell.config_id} x {cell.backend}: {cell.artifact_source}" for cell in rebuilt]
+    if verbose:
+        lines += [f"  {cell.config_id} x {cell.backend}: {cell.artifact_source}" for cell in sourced
+                  if cell not in rebuilt]
+    return lines
 
 
 def _leftovers(report: RunReport) -> list[str]:
@@ -81,7 +115,8 @@ def _header(report: RunReport) -> list[str]:
     return [
         f"harness: {counted(len(report.config_ids), 'config')} x {counted(len(report.backends), 'backend')}; "
         f"suite {report.suite}; "
-        + ("reference: eager CPU computed in this run" if report.live_reference else f"golden {report.golden_dir}"),
+        + ("reference: eager CPU computed in this run" if report.live_reference else f"golden {report.golden_dir}")
+        + ("; replaying the stored artifacts" if report.replay else ""),
         f"  {versions}; torch threads {report.environment.torch_threads}; {report.environment.cpu}",
     ]
 
@@ -114,6 +149,9 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
     lines += [f"    {line}" for line in cell.analysis]
     if cell.past and cell.past.status is not PastStatus.NEW:
         lines.append(f"    own fingerprint: {cell.past.summary}")
+    if cell.artifact_check and cell.artifact_check.changed:
+        lines.append(f"    artifact: {cell.artifact_check.cause.value}: {cell.artifact_check.summary}")
+        lines += [f"      structure: {line}" for line in cell.artifact_check.structure_diff]
     if cell.oracle and cell.golden_oracle:
         lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
                      f"{reference} {_distance(cell.golden_oracle)}"

@@ -30,9 +30,11 @@ from harness.model.environment import Environment, environment_differences, envi
 from harness.model.shard import select_shard
 from harness.model.suite import Suite, load_suite
 from harness.model.tolerance import LOOSE_FLOAT32_ATOL, TolerancePolicy
+from harness.session.artifacts import stored_entry
 from harness.session.execution import case_facts, environment_now, execute, judged_cell, pinned_threads
 from harness.session.record import RecordResult, describe_changes, fingerprint_backends
 from harness.session.settings import Settings, policy_for
+from harness.store.cache import ExportCache, default_cache_dir
 from harness.store.golden import Golden, GoldenStore, default_golden_dir
 from harness.verdicts import Verdict
 
@@ -111,6 +113,13 @@ class Session:
     def store(self) -> GoldenStore:
         return GoldenStore(self.golden_dir)
 
+    @functools.cached_property
+    def cache(self) -> ExportCache | None:
+        """The export cache, or None under --no-cache."""
+        if not self.settings.cache:
+            return None
+        return ExportCache(self.settings.cache_dir or default_cache_dir())
+
     def require_golden_dir(self) -> None:
         """A golden directory that is missing or a file is reported as exactly that."""
         self.store.require_directory()
@@ -147,15 +156,19 @@ class Session:
             reference = execute(prepared.case, self._reference_backend()).first
             self._refuse_non_finite(config, reference)
             backends = self.runnable_backends() if fingerprint else []
-            fingerprints, backend_tensors = fingerprint_backends(
-                prepared.case, backends, reference, include_slow=self.settings.include_slow)
+            recorded = fingerprint_backends(prepared.case, backends, reference,
+                                            include_slow=self.settings.include_slow, cache=self.cache)
             environment = self.environment()
         golden = Golden(
             config=config, tensors=reference, weights_sha256=prepared.case.weights_sha256,
             inputs_sha256=prepared.case.inputs_sha256, recorded_by=REFERENCE_BACKEND, recorded_at=utc_now(),
-            environment=environment, backend_fingerprints=fingerprints, backend_tensors=backend_tensors,
+            environment=environment, backend_fingerprints=recorded.fingerprints,
+            backend_tensors=recorded.backend_tensors,
+            artifacts={backend: stored_entry(config.id, backend, artifact)
+                       for backend, artifact in recorded.artifacts.items()},
         )
-        path, cleaned = self.store.write(golden, force=force)
+        path, cleaned = self.store.write(
+            golden, force=force, artifacts={backend: artifact.data for backend, artifact in recorded.artifacts.items()})
         self._goldens.pop(config.id, None)
         return RecordResult.of(config.id, path, golden, previous=previous, corrupt=corrupt, cleaned=cleaned,
                                changes=describe_changes(previous, golden) if previous else ())
@@ -206,7 +219,8 @@ class Session:
             prepared = self.prepared(config)
             tolerance = self.policy.for_cell(backend_name, config.dtype, config.id)
             cell = judged_cell(prepared.case, prepared.facts, self.backend(backend_name), golden, tolerance,
-                               include_slow=self.settings.include_slow)
+                               include_slow=self.settings.include_slow, cache=self.cache,
+                               store=None if self.settings.live_reference else self.store)
         # A live reference has no recorded fingerprints: there is no past to compare with.
         return dataclasses.replace(cell, past=None) if self.settings.live_reference else cell
 
@@ -231,12 +245,13 @@ class Session:
             golden_dir="(live eager reference)" if self.settings.live_reference else str(self.golden_dir),
             config_ids=tuple(config.id for config in configs), backends=names, cells=tuple(cells),
             unavailable=dict(self.unavailable), environment=environment,
-            environment_changes=self._environment_changes(environment, context=False),
-            environment_context=self._environment_changes(environment, context=True),
+            environment_changes=self.environment_changes_since_goldens(environment, context=False),
+            environment_context=self.environment_changes_since_goldens(environment, context=True),
             stale=() if self.settings.live_reference else self.stale_goldens(),
             leftovers=() if self.settings.live_reference else tuple(map(str, self.store.leftovers())),
             warnings=self.tolerance_warnings(),
             live_reference=self.settings.live_reference,
+            cache_dir=str(self.cache.root) if self.cache else "",
             hints={"record": self.cli_command("record"), "prune": self.cli_command("prune")},
             wall_seconds=time.perf_counter() - started,
             label=self.settings.label or environment_label(environment),
@@ -262,7 +277,7 @@ class Session:
         from harness.model.hashing import arrays_sha256
 
         with self.pinned():
-            return arrays_sha256(execute(self.prepared(config).case, self.backend(backend_name)).first)
+            return arrays_sha256(execute(self.prepared(config).case, self.backend(backend_name), self.cache).first)
 
     # --- hints -----------------------------------------------------------------------------------
 
@@ -314,7 +329,7 @@ class Session:
         assert golden is not None
         return golden
 
-    def _environment_changes(self, now: Environment, *, context: bool) -> dict[str, tuple[str, ...]]:
+    def environment_changes_since_goldens(self, now: Environment, *, context: bool) -> dict[str, tuple[str, ...]]:
         if self.settings.live_reference:
             return {}
         changes = {}

@@ -19,7 +19,9 @@ from harness.judging.oracle import Variant, oracle_outputs
 from harness.judging.results import CellResult
 from harness.model.environment import Environment, current_environment
 from harness.model.tolerance import Tolerance
-from harness.store.golden import Golden
+from harness.session.artifacts import artifact_backend, check_artifact, obtain
+from harness.store.cache import ExportCache
+from harness.store.golden import Golden, GoldenStore
 from harness.verdicts import Verdict
 
 if TYPE_CHECKING:  # building a case imports torch; the session imports it only to build one
@@ -60,30 +62,42 @@ def case_facts(case: Case) -> CaseFacts:
     )
 
 
-def execute(case: Case, backend: Backend) -> Execution:
-    """Prepare the backend for the case and run it twice; upstream warnings become notes."""
+def execute(case: Case, backend: Backend, cache: ExportCache | None = None) -> Execution:
+    """Prepare the backend for the case and run it twice; upstream warnings become notes. An exporting
+    backend's artifact comes from the cache when it holds one (with the notes its export raised)."""
+    exporting = artifact_backend(backend)
+    obtained = None
     with captured_upstream_messages() as upstream:
         prepare_started = time.perf_counter()
-        model = backend.prepare(case)
+        if exporting is not None:
+            obtained = obtain(case, exporting, cache)
+            model = exporting.load(obtained.artifact, case.output_names)
+        else:
+            model = backend.prepare(case)
         run_started = time.perf_counter()
         first = model.run(case.inputs)
         run_seconds = time.perf_counter() - run_started
         second = model.run(case.inputs)
-    return Execution(first=first, second=second, notes=tuple(upstream),
-                     prepare_seconds=run_started - prepare_started, run_seconds=run_seconds)
+    notes = tuple(dict.fromkeys([*(obtained.notes if obtained else ()), *upstream]))
+    return Execution(first=first, second=second, notes=notes,
+                     prepare_seconds=run_started - prepare_started, run_seconds=run_seconds,
+                     artifact=obtained.artifact if obtained else None,
+                     artifact_source=obtained.source if obtained else "")
 
 
 def judged_cell(
-    case: Case, facts: CaseFacts, backend: Backend, golden: Golden, tolerance: Tolerance, *, include_slow: bool
+    case: Case, facts: CaseFacts, backend: Backend, golden: Golden, tolerance: Tolerance, *, include_slow: bool,
+    cache: ExportCache | None = None, store: GoldenStore | None = None,
 ) -> CellResult:
-    """Prepare, run twice, and judge one cell; never raises for a backend failure."""
+    """Prepare, run twice, and judge one cell; never raises for a backend failure. With the golden's store,
+    an exporting backend's stored artifact is checked against the fresh one (exporter or runtime moved)."""
     config = case.config
     cell = functools.partial(CellResult, config_id=config.id, backend=backend.name)
     if backend.is_slow(config) and not include_slow:
         return cell(verdict=Verdict.SLOW, reason="left out of the default run (slow); run with --all")
     limitation = backend.known_limitation(config)
     try:
-        execution = execute(case, backend)
+        execution = execute(case, backend, cache)
     except Exception as error:  # a backend failure is a result, not a crash of the harness
         if limitation:
             observed = first_line(error, limit=110)
@@ -92,4 +106,9 @@ def judged_cell(
     if limitation:
         notes = (*execution.notes, f"known limitation did not reproduce: {limitation}")
         execution = dataclasses.replace(execution, notes=notes)
-    return judge_cell(facts, backend.name, golden, execution, tolerance)
+    judged = judge_cell(facts, backend.name, golden, execution, tolerance)
+    exporting = artifact_backend(backend)
+    if store is None or exporting is None or execution.artifact is None:
+        return judged
+    check = check_artifact(store, golden, exporting, case.inputs, execution.artifact, execution.first)
+    return dataclasses.replace(judged, artifact_check=check)

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.backends.base import Backend
+from harness.backends.base import Artifact, Backend
 from harness.backends.capture import first_line
 from harness.judging.compare import compare_outputs
+from harness.judging.judge import Execution
 from harness.model.environment import environment_differences
 from harness.model.hashing import arrays_sha256
 from harness.model.tolerance import BITWISE
 from harness.session.execution import execute
+from harness.store.cache import ExportCache
 from harness.store.golden import Golden
 from harness.verdicts import TensorStatus
 
@@ -46,39 +48,54 @@ class RecordResult:
                    corrupt=corrupt, changes=changes, fingerprints=summary, cleaned=tuple(map(str, cleaned)))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """What the backends computed at record time: their fingerprints, the outputs of those that are not
+    bitwise the reference, and the artifacts the exporting ones ran (stored beside the golden)."""
+
+    fingerprints: dict[str, dict[str, Any]]
+    backend_tensors: dict[str, Outputs]
+    artifacts: dict[str, Artifact]
+
+
 def fingerprint_backends(
-    case: Case, backends: Sequence[Backend], reference: Outputs, *, include_slow: bool
-) -> tuple[dict[str, dict[str, Any]], dict[str, Outputs]]:
-    """Each backend's own fingerprint against the reference, and the outputs of those that are not
-    bitwise equal to it (kept in the golden to measure their own movement later)."""
-    fingerprints: dict[str, dict[str, Any]] = {}
-    backend_tensors: dict[str, Outputs] = {}
+    case: Case, backends: Sequence[Backend], reference: Outputs, *, include_slow: bool, cache: ExportCache | None = None
+) -> Recorded:
+    """Each backend's own fingerprint against the reference, the outputs of those that are not bitwise
+    equal to it (kept in the golden to measure their own movement later), and each artifact that ran."""
+    recorded = Recorded(fingerprints={}, backend_tensors={}, artifacts={})
     reference_sha256 = arrays_sha256(reference)
     for backend in backends:
         if backend.is_slow(case.config) and not include_slow:
             continue
-        fingerprints[backend.name], outputs = _fingerprint(case, backend, reference)
-        if outputs is not None and fingerprints[backend.name]["sha256"] != reference_sha256:
-            backend_tensors[backend.name] = outputs
-    return fingerprints, backend_tensors
+        fingerprint, execution = _fingerprint(case, backend, reference, cache)
+        recorded.fingerprints[backend.name] = fingerprint
+        if execution is None:
+            continue
+        if fingerprint["sha256"] != reference_sha256:
+            recorded.backend_tensors[backend.name] = execution.first
+        if execution.artifact is not None:
+            recorded.artifacts[backend.name] = execution.artifact
+    return recorded
 
 
-def _fingerprint(case: Case, backend: Backend, reference: Outputs) -> tuple[dict[str, Any], Outputs | None]:
+def _fingerprint(case: Case, backend: Backend, reference: Outputs, cache: ExportCache | None
+                 ) -> tuple[dict[str, Any], Execution | None]:
     """A backend's own fingerprint: sha256 of its outputs and its distance to the reference."""
     try:
-        outputs = execute(case, backend).first
+        execution = execute(case, backend, cache)
     except Exception as error:  # recorded as a fact about the backend, like a run would report it
         status = "unsupported" if backend.known_limitation(case.config) else "error"
         return {"status": status, "reason": first_line(error)}, None
-    comparisons = compare_outputs(reference, outputs, BITWISE)
+    comparisons = compare_outputs(reference, execution.first, BITWISE)
     if any(c.layout_problem for c in comparisons):
         return {"status": "error", "reason": "outputs differ in shape from the reference"}, None
     return {
         "status": "ok",
-        "sha256": arrays_sha256(outputs),
+        "sha256": arrays_sha256(execution.first),
         "max_ulps_to_reference": max(c.max_ulps for c in comparisons),
         "max_abs_to_reference": max(c.max_abs for c in comparisons),
-    }, outputs
+    }, execution
 
 
 def fingerprint_line(fingerprint: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ class Settings:
     equal_nan: bool = False  # NaN matches NaN at the same index
     max_memory: int = DEFAULT_MAX_MEMORY  # bytes a config may need (estimated when the suite is loaded)
     allow_nonfinite: bool = False  # record goldens that hold NaN or inf
+    cache: bool = True  # keep fresh exports in the export cache and reuse them (--no-cache)
+    cache_dir: Path | None = None  # None: store.cache.default_cache_dir()
+    jobs: int = 1  # worker processes for a run's cells (-j)
 
     @property
     def backends_named(self) -> bool:
@@ -69,8 +73,26 @@ def settings_from(values: Mapping[str, Any], **overrides: Any) -> Settings:
         "equal_nan": bool(values.get("equal_nan")),
         "max_memory": parse_bytes(values["max_memory"]) if values.get("max_memory") else DEFAULT_MAX_MEMORY,
         "allow_nonfinite": bool(values.get("allow_nonfinite")),
+        "cache": not values.get("no_cache"),
+        "cache_dir": values.get("cache_dir"),
+        "jobs": resolve_jobs(values.get("jobs")),
     }
     return Settings(**{**fields, **overrides})
+
+
+def resolve_jobs(value: str | int | None) -> int:
+    """-j: a positive integer, or auto (the CPUs this process may use); None is 1."""
+    if value is None:
+        return 1
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        jobs = 0
+    if jobs < 1 or isinstance(value, bool):
+        raise HarnessError(f"-j/--jobs must be a positive integer or auto, got {value!r}")
+    return jobs
 
 
 def probe_settings_from(values: Mapping[str, Any]) -> ProbeSettings:

@@ -31,6 +31,10 @@ from harness.store.documents import read_json
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 NAME = re.compile(NAME_PATTERN)
 TENSORS_FILE = re.compile(rf"(?P<name>{NAME_PATTERN})\.(?P<digest>[0-9a-f]{{12}})\.npz")
+# artifacts/<name>.<backend>.<first 12 hex digits of its sha256>.<onnx|pt|pt2> (see store.artifacts)
+ARTIFACTS_DIR = "artifacts"
+ARTIFACT_FILE = re.compile(rf"(?P<name>{NAME_PATTERN})\.(?P<backend>[a-z0-9][a-z0-9-]*)\.(?P<digest>[0-9a-f]{{12}})"
+                           r"\.(?:onnx|pt|pt2)")
 TEMPORARY_FILE = re.compile(rf"\.{NAME_PATTERN}\.tmp")  # what atomic_write leaves when it is killed
 LOCK_FILE = ".harness.lock"
 LOCK_TIMEOUT_SECONDS = 120
@@ -113,6 +117,15 @@ def store_named_tensors_files(root: Path, name: str) -> list[Path]:
                   if (match := TENSORS_FILE.fullmatch(path.name)) and match["name"] == name and not path.is_symlink())
 
 
+def store_named_artifact_files(root: Path, name: str) -> list[Path]:
+    """Artifact files of golden `name` by the store's naming, inside root/artifacts (symlinks excluded)."""
+    directory = root / ARTIFACTS_DIR
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.iterdir()
+                  if (match := ARTIFACT_FILE.fullmatch(path.name)) and match["name"] == name and not path.is_symlink())
+
+
 def tensor_entries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     """The manifest's description of each tensor: shape, dtype and the sha256 of its meaning."""
     return {name: {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": array_sha256(array)}
@@ -133,12 +146,13 @@ def store_lock(root: Path) -> Iterator[None]:
 
 
 def write_golden_files(
-    root: Path, name: str, arrays: dict[str, np.ndarray], manifest_for: Callable[[str], dict[str, Any]]
+    root: Path, name: str, arrays: dict[str, np.ndarray], manifest_for: Callable[[str], dict[str, Any]],
+    artifacts: dict[str, bytes] | None = None,
 ) -> tuple[Path, tuple[Path, ...]]:
-    """Under the directory's lock: remove what an interrupted record left, then tensors under a
-    content-addressed name, then the manifest (the commit point), then the old tensors file goes.
-    A write killed at any moment leaves the old manifest and tensors intact. Returns the manifest's
-    path and the leftovers removed."""
+    """Under the directory's lock: remove what an interrupted record left, then tensors and artifacts
+    (file name under artifacts/ -> bytes) under content-addressed names, then the manifest (the commit
+    point), then the old tensors and artifact files go. A write killed at any moment leaves the old
+    manifest and its files intact. Returns the manifest's path and the leftovers removed."""
     if not NAME.fullmatch(name):
         raise GoldenError(f"golden name {name!r} must be letters, digits, '.', '_', '+' or '-' (no separator)")
     manifest_path = root / f"{name}.json"
@@ -148,11 +162,20 @@ def write_golden_files(
         with store_lock(root):
             cleaned = remove_leftovers(root)
             atomic_write(root / tensors_file, npz_bytes(arrays))
+            for file_name, data in (artifacts or {}).items():
+                if not (match := ARTIFACT_FILE.fullmatch(file_name)) or match["name"] != name:
+                    raise GoldenError(f"artifact file name {file_name!r} is not one of golden {name!r}")
+                (root / ARTIFACTS_DIR).mkdir(exist_ok=True)
+                if not (root / ARTIFACTS_DIR / file_name).exists():  # content-addressed: same name, same bytes
+                    atomic_write(root / ARTIFACTS_DIR / file_name, data)
             atomic_write(manifest_path, (json.dumps(manifest_for(tensors_file), indent=2) + "\n").encode())
-            # Only now is the old golden unreferenced: remove every other tensors file of this name, by the
-            # store's own naming (never a path read from the old manifest).
+            # Only now is the old golden unreferenced: remove every other tensors and artifact file of this
+            # name, by the store's own naming (never a path read from the old manifest).
             for old in store_named_tensors_files(root, name):
                 if old.name != tensors_file:
+                    old.unlink(missing_ok=True)
+            for old in store_named_artifact_files(root, name):
+                if old.name not in (artifacts or {}):
                     old.unlink(missing_ok=True)
     except OSError as error:
         raise GoldenError(f"{root}: cannot write goldens: {error.strerror or error}") from None
@@ -160,19 +183,24 @@ def write_golden_files(
 
 
 def leftovers(root: Path) -> tuple[Path, ...]:
-    """What interrupted writes left: temporary files, and store-named tensors files that no readable
-    manifest of their golden names (a golden whose manifest cannot be read keeps all its files)."""
+    """What interrupted writes left: temporary files, and store-named tensors and artifact files that no
+    readable manifest of their golden names (a golden whose manifest cannot be read keeps all its files)."""
     if not root.is_dir():
         return ()
     found = []
-    for path in sorted(root.iterdir()):
+    artifacts = root / ARTIFACTS_DIR
+    candidates = [*sorted(root.iterdir()), *(sorted(artifacts.iterdir()) if artifacts.is_dir() else [])]
+    for path in candidates:
         if path.is_symlink() or not path.is_file():
             continue
         if TEMPORARY_FILE.fullmatch(path.name):
             found.append(path)
             continue
-        match = TENSORS_FILE.fullmatch(path.name)
-        if match and _referenced_tensors_file(root / f"{match['name']}.json") not in (path.name, None):
+        match = TENSORS_FILE.fullmatch(path.name) if path.parent == root else ARTIFACT_FILE.fullmatch(path.name)
+        if match is None:
+            continue
+        referenced = _referenced_files(root / f"{match['name']}.json")
+        if referenced is not None and path.name not in referenced:
             found.append(path)
     return tuple(found)
 
@@ -185,17 +213,21 @@ def remove_leftovers(root: Path) -> tuple[Path, ...]:
     return removed
 
 
-def _referenced_tensors_file(manifest: Path) -> str | None:
-    """The tensors file a manifest names; "" when there is no manifest; None when it cannot be read."""
+def _referenced_files(manifest: Path) -> set[str] | None:
+    """The tensors and artifact files a manifest names; empty when there is no manifest; None when it
+    cannot be read."""
     if not manifest.exists():
-        return ""
+        return set()
     try:
         document = read_json(manifest, what="golden manifest", error=GoldenError)
     except GoldenError:
         return None
     if not isinstance(document, dict) or "tensors_file" not in document:
         return None
-    return str(document["tensors_file"])
+    artifacts = document.get("artifacts")
+    named = [entry.get("file") for entry in artifacts.values() if isinstance(entry, dict)] if isinstance(
+        artifacts, dict) else []
+    return {str(document["tensors_file"]), *(str(name) for name in named)}
 
 
 def read_tensors(path: Path, spec_of: Callable[[str], TensorSpec | None]) -> dict[str, np.ndarray]:

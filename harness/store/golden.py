@@ -3,6 +3,7 @@
 Layout, per config id:
   golden/<id>.json              manifest: config, hashes, tensor shapes/dtypes/sha256, provenance
   golden/<id>.<sha12>.npz       the tensors (numpy .npz, loaded with allow_pickle=False)
+  golden/artifacts/<id>.<backend>.<sha12>.onnx|.pt    each backend's stored artifact (store.artifacts)
 
 The tensors file is named by the sha256 of its tensors and the manifest is replaced last, so the
 manifest's rename is the commit point: a record killed at any moment leaves the old manifest
@@ -23,6 +24,7 @@ from harness.model.axes import expected_shapes
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
+from harness.store.artifacts import ArtifactEntry, read_artifact
 from harness.store.documents import read_json, read_json_document
 from harness.store.files import (
     GoldenDirectory,
@@ -32,6 +34,7 @@ from harness.store.files import (
     leftovers,
     read_tensors,
     store_lock,
+    store_named_artifact_files,
     store_named_tensors_files,
     tensor_entries,
     verify_tensors,
@@ -58,6 +61,7 @@ class Golden:
     backend_fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     # outputs of backends that are not bitwise equal to the reference, to measure their own movement
     backend_tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)  # backend -> its stored artifact
 
     def all_arrays(self) -> dict[str, np.ndarray]:
         """Everything the tensors file holds: reference tensors, then '<backend>/<tensor>' entries."""
@@ -80,6 +84,8 @@ class Golden:
             "recorded_at": self.recorded_at,
             "environment": self.environment.to_dict(),
             "backend_fingerprints": self.backend_fingerprints,
+            **({"artifacts": {backend: entry.to_dict() for backend, entry in self.artifacts.items()}}
+               if self.artifacts else {}),
         }
 
 
@@ -128,7 +134,14 @@ class GoldenStore(GoldenDirectory):
             environment=Environment.from_dict(manifest["environment"]),
             backend_fingerprints=fingerprints,
             backend_tensors=backend_tensors,
+            artifacts={backend: ArtifactEntry.from_dict(backend, entry)
+                       for backend, entry in manifest.get("artifacts", {}).items()},
         )
+
+    def artifact_bytes(self, golden: Golden, backend: str) -> bytes:
+        """The stored artifact of one backend, checked against the manifest's size and sha256."""
+        return read_artifact(self.root, self.manifest_path(golden.config.id), golden.config.id,
+                             golden.artifacts[backend])
 
     def load_for(self, config: RnnConfig) -> Golden:
         """The golden of config, which must have been recorded for exactly this config."""
@@ -152,13 +165,18 @@ class GoldenStore(GoldenDirectory):
         except GoldenError as error:
             return None, error.message
 
-    def write(self, golden: Golden, *, force: bool = False) -> tuple[Path, tuple[Path, ...]]:
+    def write(self, golden: Golden, *, force: bool = False, artifacts: dict[str, bytes] | None = None
+              ) -> tuple[Path, tuple[Path, ...]]:
         """Write atomically under the directory's lock; refuse to replace an existing golden unless force.
+        artifacts: backend -> the bytes its entry in golden.artifacts describes.
         Returns the manifest's path and the leftovers of interrupted writes that were removed first."""
         manifest_path = self.manifest_path(golden.config.id)
         if manifest_path.exists() and not force:
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
-        return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest)
+        if set(artifacts or {}) != set(golden.artifacts):
+            raise ValueError("every artifact entry of the golden needs its bytes, and only those")
+        files = {golden.artifacts[backend].file: data for backend, data in (artifacts or {}).items()}
+        return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest, files)
 
     def leftovers(self) -> tuple[Path, ...]:
         """Temporary and orphan tensors files that interrupted writes left (the next record removes them)."""
@@ -166,7 +184,8 @@ class GoldenStore(GoldenDirectory):
 
     def files_of(self, config_id: str) -> list[Path]:
         """The manifest and the tensors files the store's own naming gives this id, inside the directory."""
-        return [self.manifest_path(config_id), *store_named_tensors_files(self.root, config_id)]
+        return [self.manifest_path(config_id), *store_named_tensors_files(self.root, config_id),
+                *store_named_artifact_files(self.root, config_id)]
 
     def remove(self, config_ids: Iterable[str], *, dry_run: bool) -> tuple[Path, ...]:
         """Delete (or, dry_run, only list) every file of these goldens; returns the paths."""

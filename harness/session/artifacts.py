@@ -1,0 +1,183 @@
+"""Artifacts in a run: a backend's export comes from the export cache or is made fresh (and cached),
+goes into the golden when recording, and is checked against the stored one on every run, so a drift
+in an exported backend says whether the exporter or the runtime moved.
+
+Torch is imported only by exporting: checking and replaying a stored ONNX artifact needs onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness import __version__
+from harness.backends.base import Artifact, ArtifactBackend, Backend
+from harness.backends.capture import captured_upstream_messages, first_line
+from harness.judging.judge import compare_with_past
+from harness.judging.results import ArtifactCheck, PastComparison
+from harness.model.hashing import arrays_sha256
+from harness.store.artifacts import ArtifactEntry, artifact_entry
+from harness.store.cache import ExportCache
+from harness.store.golden import Golden, GoldenStore
+from harness.verdicts import ArtifactCause, PastStatus
+
+if TYPE_CHECKING:  # building a case imports torch
+    from harness.model.case import Case
+
+Outputs = dict[str, np.ndarray]
+KEY_PACKAGES = ("torch", "onnx", "onnxscript")  # what decides an export's bytes, besides the harness itself
+
+
+@dataclass(frozen=True, kw_only=True)
+class Obtained:
+    """An artifact ready to load, the upstream warnings its export raised, and where it came from."""
+
+    artifact: Artifact
+    notes: tuple[str, ...]
+    source: str  # "cache", "exported", or "exported (cache entry discarded: <why>)"
+
+
+def artifact_backend(backend: Backend) -> ArtifactBackend | None:
+    return backend if isinstance(backend, ArtifactBackend) else None
+
+
+def cache_key(config_hash: str, backend: ArtifactBackend) -> str:
+    """sha256 of what decides an export: the config, the backend and its options, the exporting packages
+    (version and installed files) and the harness's own backend code."""
+    parts = {"config": config_hash, "backend": backend.name, "options": backend.export_options(),
+             "packages": _package_identities(), "harness": [__version__, _backend_code_digest()]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def obtain(case: Case, backend: ArtifactBackend, cache: ExportCache | None) -> Obtained:
+    """The backend's artifact for the case: from the cache when it holds a sound entry, else exported now
+    (and cached). A corrupt entry is discarded and rebuilt, and the source says so."""
+    key = cache_key(case.config.content_hash, backend) if cache else ""
+    discarded = ""
+    if cache:
+        lookup = cache.get(key)
+        if lookup.entry is not None:
+            return Obtained(artifact=lookup.entry.artifact, notes=lookup.entry.notes, source="cache")
+        discarded = lookup.discarded
+    with captured_upstream_messages() as upstream:
+        artifact = backend.export(case)
+    notes = tuple(upstream)
+    if cache:
+        problem = cache.put(key, artifact, notes)
+        notes = (*notes, problem) if problem else notes
+    source = f"exported (cache entry discarded: {discarded})" if discarded else "exported"
+    return Obtained(artifact=artifact, notes=notes, source=source)
+
+
+def stored_entry(config_id: str, backend: str, artifact: Artifact) -> ArtifactEntry:
+    """The manifest entry for an artifact about to be stored, with its structure when it is ONNX."""
+    structure = onnx_structure_dict(artifact.data) if artifact.kind == "onnx" else None
+    return artifact_entry(config_id, backend, artifact.kind, artifact.data, artifact.producer, structure)
+
+
+def onnx_structure_dict(data: bytes) -> dict[str, Any]:
+    from harness.judging.structure import onnx_structure
+
+    return onnx_structure(data).to_dict()
+
+
+def check_artifact(store: GoldenStore, golden: Golden, backend: ArtifactBackend, inputs: dict[str, np.ndarray],
+                   fresh: Artifact, fresh_outputs: Outputs) -> ArtifactCheck | None:
+    """The stored artifact against a fresh export and today's runtime; None when the golden stores none."""
+    entry = golden.artifacts.get(backend.name)
+    if entry is None:
+        return None
+    same_bytes = fresh.sha256 == entry.sha256
+    diff = () if same_bytes else _structure_diff(entry, fresh)
+    if same_bytes:  # the fresh run is a replay of the stored artifact
+        replayed = fresh_outputs
+    else:
+        stored = Artifact(kind=entry.kind, data=store.artifact_bytes(golden, backend.name), producer=entry.producer)
+        try:
+            replayed = run_artifact(backend, stored, list(fresh_outputs), inputs)
+        except Exception as error:  # the stored artifact no longer loads or runs: a finding, not a crash
+            return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
+                                 summary=f"the stored artifact no longer runs here: {first_line(error)}")
+    return attribute_artifact(golden, backend.name, fresh_outputs, replayed, same_bytes=same_bytes, diff=diff)
+
+
+def run_artifact(backend: ArtifactBackend, artifact: Artifact, output_names: list[str],
+                 inputs: dict[str, np.ndarray]) -> Outputs:
+    with captured_upstream_messages():
+        model = backend.load(artifact, output_names)
+        return model.run(inputs)
+
+
+def attribute_artifact(golden: Golden, backend: str, fresh: Outputs, replayed: Outputs, *, same_bytes: bool,
+                       diff: tuple[str, ...]) -> ArtifactCheck:
+    """Which moved since the golden was recorded: the stored artifact under today's runtime (runtime), a
+    fresh export computing otherwise than the stored one does (exporter), both, or neither."""
+    replay = compare_with_past(backend, golden, replayed)
+    if replay.status is PastStatus.NEW:
+        return ArtifactCheck(cause=ArtifactCause.UNKNOWN, same_bytes=same_bytes, structure_diff=diff,
+                             summary="the golden records no fingerprint of this backend to compare the replay with")
+    runtime_moved = replay.status is PastStatus.MOVED
+    # The exporter moved when a fresh export computes otherwise than the stored artifact under the same
+    # runtime, and otherwise than recorded (a fresh export that reproduces the recording clears it).
+    fresh_sha256 = arrays_sha256(fresh)
+    exporter_moved = fresh_sha256 != arrays_sha256(replayed) and fresh_sha256 != golden.backend_fingerprints[
+        backend]["sha256"]
+    structure = f"; structure: {'; '.join(diff)}" if diff else ""
+    moved = f"the stored artifact {replay.summary.removeprefix('moved ')} under today's runtime"
+    if runtime_moved and exporter_moved:
+        cause, summary = ArtifactCause.BOTH, f"{moved}, and a fresh export computes otherwise again{structure}"
+    elif runtime_moved:
+        cause, summary = ArtifactCause.RUNTIME, f"{moved}: runtime (or the artifact) changed"
+    elif exporter_moved:
+        cause, summary = ArtifactCause.EXPORTER, ("the stored artifact still computes its recorded outputs under "
+                                                  "today's runtime, a fresh export does not: exporter changed"
+                                                  f"{structure}")
+    elif diff:
+        cause, summary = ArtifactCause.EXPORT_ONLY, f"a fresh export differs in structure, not in numbers{structure}"
+    else:
+        cause, summary = ArtifactCause.UNCHANGED, (
+            "the fresh export is bitwise the stored artifact" if same_bytes else
+            "the stored artifact and a fresh export compute the recorded outputs")
+    return ArtifactCheck(cause=cause, summary=summary, same_bytes=same_bytes, structure_diff=diff,
+                         replay=replay if replay.status is PastStatus.MOVED else PastComparison(
+                             status=replay.status, summary=replay.summary))
+
+
+def _structure_diff(entry: ArtifactEntry, fresh: Artifact) -> tuple[str, ...]:
+    if entry.kind != "onnx" or fresh.kind != "onnx" or entry.structure is None:
+        return ()
+    from harness.judging.structure import OnnxStructure, onnx_structure, structure_diff
+
+    return structure_diff(OnnxStructure.from_dict(entry.structure), onnx_structure(fresh.data))
+
+
+@functools.cache
+def _package_identities() -> dict[str, str]:
+    """Each exporting package's version and a digest of its installed file list (RECORD), so a different
+    build with the same version string is a different key."""
+    identities = {}
+    for name in KEY_PACKAGES:
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            identities[name] = "not installed"
+            continue
+        record = distribution.read_text("RECORD") or ""
+        identities[name] = f"{distribution.version} {hashlib.sha256(record.encode()).hexdigest()[:16]}"
+    return identities
+
+
+@functools.cache
+def _backend_code_digest() -> str:
+    """sha256 of the harness's backend modules: editing how a backend exports invalidates its entries."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parents[1] / "backends").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
