@@ -70,6 +70,9 @@ def golden_copy(tmp_path: Path) -> Callable[..., Path]:
             shutil.copy2(manifest, target / manifest.name)
             for tensors in COMMITTED_GOLDEN.glob(f"{config_id}.*.npz"):
                 shutil.copy2(tensors, target / tensors.name)
+            for artifact in (COMMITTED_GOLDEN / "artifacts").glob(f"{config_id}.*"):
+                (target / "artifacts").mkdir(exist_ok=True)
+                shutil.copy2(artifact, target / "artifacts" / artifact.name)
         return target
 
     return copy

@@ -129,18 +129,16 @@ def attribute_artifact(golden: Golden, backend: str, fresh: Outputs, replayed: O
     fresh_sha256 = arrays_sha256(fresh)
     exporter_moved = fresh_sha256 != arrays_sha256(replayed) and fresh_sha256 != golden.backend_fingerprints[
         backend]["sha256"]
-    structure = f"; structure: {'; '.join(diff)}" if diff else ""
     moved = f"the stored artifact {replay.summary.removeprefix('moved ')} under today's runtime"
     if runtime_moved and exporter_moved:
-        cause, summary = ArtifactCause.BOTH, f"{moved}, and a fresh export computes otherwise again{structure}"
+        cause, summary = ArtifactCause.BOTH, f"{moved}, and a fresh export computes otherwise again"
     elif runtime_moved:
         cause, summary = ArtifactCause.RUNTIME, f"{moved}: runtime (or the artifact) changed"
     elif exporter_moved:
         cause, summary = ArtifactCause.EXPORTER, ("the stored artifact still computes its recorded outputs under "
-                                                  "today's runtime, a fresh export does not: exporter changed"
-                                                  f"{structure}")
+                                                  "today's runtime, a fresh export does not: exporter changed")
     elif diff:
-        cause, summary = ArtifactCause.EXPORT_ONLY, f"a fresh export differs in structure, not in numbers{structure}"
+        cause, summary = ArtifactCause.EXPORT_ONLY, "a fresh export differs in structure, not in numbers"
     else:
         cause, summary = ArtifactCause.UNCHANGED, (
             "the fresh export is bitwise the stored artifact" if same_bytes else

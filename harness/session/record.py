@@ -107,6 +107,30 @@ def fingerprint_line(fingerprint: dict[str, Any]) -> str:
             "from the reference")
 
 
+def artifact_changes(old: Golden, new: Golden) -> list[str]:
+    """What a re-record changed in the stored artifacts: new, gone, or other bytes (with the ONNX structure diff)."""
+    lines = []
+    for backend in sorted(set(old.artifacts) | set(new.artifacts)):
+        before, after = old.artifacts.get(backend), new.artifacts.get(backend)
+        if after is None:
+            lines.append(f"{backend} artifact: no longer stored")
+        elif before is None:
+            lines.append(f"{backend} artifact: stored ({after.kind}, {after.size} bytes)")
+        elif before.sha256 != after.sha256:
+            diff = _structure_lines(before.structure, after.structure)
+            lines.append(f"{backend} artifact: other bytes ({before.size} -> {after.size})"
+                         + (f"; structure: {'; '.join(diff)}" if diff else ""))
+    return lines
+
+
+def _structure_lines(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[str, ...]:
+    if before is None or after is None:
+        return ()
+    from harness.judging.structure import OnnxStructure, structure_diff
+
+    return structure_diff(OnnxStructure.from_dict(before), OnnxStructure.from_dict(after))
+
+
 def describe_changes(old: Golden, new: Golden) -> tuple[str, ...]:
     """What a forced re-record changed, one readable line per difference."""
     lines = []
@@ -131,6 +155,7 @@ def describe_changes(old: Golden, new: Golden) -> tuple[str, ...]:
         if before.get("sha256") != fingerprint.get("sha256") or before.get("status") != fingerprint.get("status"):
             lines.append(f"{backend} fingerprint: {fingerprint_line(before) if before else 'none'} -> "
                          f"{fingerprint_line(fingerprint)}")
+    lines += artifact_changes(old, new)
     for context in (False, True):
         lines += [f"environment: {line}"
                   for line in environment_differences(old.environment, new.environment, context=context)]

@@ -168,14 +168,17 @@ class GoldenStore(GoldenDirectory):
     def write(self, golden: Golden, *, force: bool = False, artifacts: dict[str, bytes] | None = None
               ) -> tuple[Path, tuple[Path, ...]]:
         """Write atomically under the directory's lock; refuse to replace an existing golden unless force.
-        artifacts: backend -> the bytes its entry in golden.artifacts describes.
+        artifacts: backend -> the bytes its entry in golden.artifacts describes; an entry given none keeps
+        the file already stored (checked against its sha256 first).
         Returns the manifest's path and the leftovers of interrupted writes that were removed first."""
         manifest_path = self.manifest_path(golden.config.id)
         if manifest_path.exists() and not force:
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
-        if set(artifacts or {}) != set(golden.artifacts):
-            raise ValueError("every artifact entry of the golden needs its bytes, and only those")
-        files = {golden.artifacts[backend].file: data for backend, data in (artifacts or {}).items()}
+        if not set(artifacts or {}) <= set(golden.artifacts):
+            raise ValueError("artifact bytes given for a backend the golden has no entry for")
+        files = {entry.file: (artifacts or {}).get(backend) or read_artifact(self.root, manifest_path, golden.config.id,
+                                                                            entry)
+                 for backend, entry in golden.artifacts.items()}
         return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest, files)
 
     def leftovers(self) -> tuple[Path, ...]:
