@@ -162,10 +162,10 @@ def test_record_refuses_to_overwrite_then_force_prints_what_changed(
     cli: Cli, golden_copy: Callable[..., Path]
 ) -> None:
     golden = golden_copy(REFERENCE_ID)
-    before = {path.name: path.read_bytes() for path in golden.iterdir()}
+    before = {path: path.read_bytes() for path in golden.rglob("*") if path.is_file()}
     refused = cli("record", "--config", REFERENCE_ID, "--golden-dir", str(golden))
     assert refused.exit_code == 2 and "golden exists; pass --force" in refused.err
-    assert {path.name: path.read_bytes() for path in golden.iterdir()} == before
+    assert {path: path.read_bytes() for path in golden.rglob("*") if path.is_file()} == before
 
     def nudge(tensors: dict[str, np.ndarray]) -> None:
         tensors["h_n"][0, 4, 7] += np.float32(0.01)

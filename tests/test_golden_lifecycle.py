@@ -21,7 +21,7 @@ def add_stale_golden(golden: Path) -> str:
     """A golden of a config no suite holds (hidden 5), written through the store."""
     store = GoldenStore(golden)
     recorded = store.load(REFERENCE_ID)
-    stale = dataclasses.replace(recorded, config=dataclasses.replace(recorded.config, hidden_size=5))
+    stale = dataclasses.replace(recorded, config=dataclasses.replace(recorded.config, hidden_size=5), artifacts={})
     store.write(stale)
     return stale.config.id
 

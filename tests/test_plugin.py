@@ -36,6 +36,9 @@ def copy_goldens(target: Path, *config_ids: str) -> Path:
     for config_id in config_ids:
         for path in COMMITTED_GOLDEN.glob(f"{config_id}.*"):
             shutil.copy2(path, target / path.name)
+        for path in (COMMITTED_GOLDEN / "artifacts").glob(f"{config_id}.*"):
+            (target / "artifacts").mkdir(exist_ok=True)
+            shutil.copy2(path, target / "artifacts" / path.name)
     return target
 
 
@@ -45,14 +48,14 @@ def nudge(golden_dir: Path, config_id: str) -> None:
 
 def test_items_per_config_and_backend_with_readable_ids_and_junit(pytester: pytest.Pytester) -> None:
     golden = copy_goldens(pytester.path / "golden", *SELECTED)
-    before = {path.name: path.read_bytes() for path in golden.iterdir()}
+    before = {path: path.read_bytes() for path in golden.rglob("*") if path.is_file()}
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest("--harness", *FAST, "-k", K, f"--junitxml={junit}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, xfailed=1)  # p4 on the legacy exporter is a known limitation
     result.stdout.fnmatch_lines(["collected 100 items / 94 deselected / 6 selected"])
     names = {case.get("name") for case in ElementTree.parse(junit).iter("testcase")}
     assert names == {f"test_golden[{c}-{b}]" for c in SELECTED for b in ("eager", "onnxruntime-legacy")}
-    assert {path.name: path.read_bytes() for path in golden.iterdir()} == before  # a plain run writes nothing
+    assert {path: path.read_bytes() for path in golden.rglob("*") if path.is_file()} == before  # a plain run writes nothing
 
 
 def test_a_perturbed_golden_fails_with_the_cli_report(pytester: pytest.Pytester) -> None:
@@ -100,7 +103,7 @@ def test_a_path_option_given_apart_from_its_value_is_refused(pytester: pytest.Py
 def test_stale_goldens_are_reported_and_fail_under_strict(pytester: pytest.Pytester) -> None:
     golden = copy_goldens(pytester.path / "golden", REFERENCE_ID)
     stale = GoldenStore(golden).load(REFERENCE_ID)
-    other = dataclasses.replace(stale, config=dataclasses.replace(stale.config, hidden_size=5))
+    other = dataclasses.replace(stale, config=dataclasses.replace(stale.config, hidden_size=5), artifacts={})
     GoldenStore(golden).write(other)  # rnn-h5-s0: in no suite
     args = ("--harness", "--harness-backend", "eager", "-k", REFERENCE_ID)
     lenient = pytester.runpytest(*args)

@@ -89,7 +89,9 @@ def _depth(value: Any) -> int:
         if deepest > MAX_DEPTH:
             return deepest
         children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, level + 1) for child in children)
+        if children:  # a scalar child is one level deeper; only containers go on the stack (the bulk is scalars)
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 

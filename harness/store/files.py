@@ -188,6 +188,7 @@ def leftovers(root: Path) -> tuple[Path, ...]:
     if not root.is_dir():
         return ()
     found = []
+    referenced: dict[str, set[str] | None] = {}  # manifest name -> the files it names (each read once)
     artifacts = root / ARTIFACTS_DIR
     candidates = [*sorted(root.iterdir()), *(sorted(artifacts.iterdir()) if artifacts.is_dir() else [])]
     for path in candidates:
@@ -199,8 +200,11 @@ def leftovers(root: Path) -> tuple[Path, ...]:
         match = TENSORS_FILE.fullmatch(path.name) if path.parent == root else ARTIFACT_FILE.fullmatch(path.name)
         if match is None:
             continue
-        referenced = _referenced_files(root / f"{match['name']}.json")
-        if referenced is not None and path.name not in referenced:
+        name = match["name"]
+        if name not in referenced:
+            referenced[name] = _referenced_files(root / f"{name}.json")
+        named = referenced[name]
+        if named is not None and path.name not in named:
             found.append(path)
     return tuple(found)
 
