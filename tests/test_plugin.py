@@ -55,7 +55,8 @@ def test_items_per_config_and_backend_with_readable_ids_and_junit(pytester: pyte
     result.stdout.fnmatch_lines(["collected 100 items / 94 deselected / 6 selected"])
     names = {case.get("name") for case in ElementTree.parse(junit).iter("testcase")}
     assert names == {f"test_golden[{c}-{b}]" for c in SELECTED for b in ("eager", "onnxruntime-legacy")}
-    assert {path: path.read_bytes() for path in golden.rglob("*") if path.is_file()} == before  # a plain run writes nothing
+    # a plain run writes nothing
+    assert {path: path.read_bytes() for path in golden.rglob("*") if path.is_file()} == before
 
 
 def test_a_perturbed_golden_fails_with_the_cli_report(pytester: pytest.Pytester) -> None:
