@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from harness.store.golden import GoldenStore
 from tests.conftest import COMMITTED_GOLDEN, REPO, CliResult
@@ -239,3 +240,33 @@ def test_an_exporter_that_writes_another_attribute_is_exporter_changed_with_the_
     assert cell["artifact"]["cause"] == "exporter changed"
     assert cell["artifact"]["structure_diff"] == ["GRU.linear_before_reset 1 → 0"]
     assert cell["artifact_source"] == "exported"
+
+
+@pytest.mark.parametrize("damage", ["missing", "symlink out", "huge size", "wrong kind"])
+def test_a_damaged_artifact_entry_is_one_line_exit_2(cli: Callable[..., CliResult], golden_copy: Callable[..., Path],
+                                                     tmp_path: Path, damage: str) -> None:
+    golden_dir = golden_copy(GRU)
+    manifest = golden_dir / f"{GRU}.json"
+    document = json.loads(manifest.read_text())
+    entry = document["artifacts"]["onnxruntime-legacy"]
+    path = golden_dir / "artifacts" / entry["file"]
+    expected = {"missing": "stored artifact of onnxruntime-legacy is missing",
+                "symlink out": "leads outside", "huge size": "declares 10000000000000 bytes: refused",
+                "wrong kind": "is not this golden's"}[damage]
+    if damage == "missing":
+        path.unlink()
+    elif damage == "symlink out":
+        outside = tmp_path / "outside.onnx"
+        outside.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(outside)
+    elif damage == "huge size":
+        entry["bytes"] = 10**13
+    else:
+        entry["kind"] = "torchscript"
+    manifest.write_text(json.dumps(document))
+    result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--backend", "onnxruntime-legacy",
+                 "--quiet")
+    assert result.exit_code == 2, result.out
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("harness: error: ") and expected in line

@@ -24,7 +24,8 @@ def show_document(golden: Golden | UserGolden, manifest_path: str) -> dict[str, 
                                 "manifest": manifest_path}
     if isinstance(golden, Golden):
         document.update(config_id=golden.config.id, config_hash=golden.config.content_hash,
-                        config=golden.config.to_dict(), recorded_by=golden.recorded_by)
+                        config=golden.config.to_dict(), recorded_by=golden.recorded_by,
+                        artifacts={backend: entry.to_dict() for backend, entry in golden.artifacts.items()})
     else:
         document["name"] = golden.name
     document.update(
@@ -64,4 +65,23 @@ def show_lines(golden: Golden | UserGolden, manifest_path: str) -> list[str]:
         elif array.size:
             lines.append(f"    {array.size} values: min {np.nanmin(array):.6g}, max {np.nanmax(array):.6g}, "
                          f"mean {np.nanmean(array):.6g} (--json prints them all)")
+    if isinstance(golden, Golden):
+        lines += artifact_lines(golden)
+    return lines
+
+
+def artifact_lines(golden: Golden) -> list[str]:
+    """Each stored artifact: file, size, how it was made and (ONNX) its recurrent nodes and op count."""
+    lines = [f"  artifacts ({len(golden.artifacts)}, in artifacts/):"] if golden.artifacts else []
+    for backend, entry in golden.artifacts.items():
+        producer = entry.producer
+        made = ", ".join(f"{key}={value}" for key, value in producer.items() if key != "versions")
+        versions = ", ".join(f"{name} {version}" for name, version in producer.get("versions", {}).items())
+        lines.append(f"    {backend}: {entry.file} ({entry.size} bytes; {made}; {versions})")
+        structure = entry.structure
+        if structure:
+            nodes = "; ".join(f"{node['op_type']}(" + ", ".join(f"{k}={v}" for k, v in node["attributes"].items())
+                              + ")" for node in structure["recurrent_nodes"]) or "no RNN/LSTM/GRU node"
+            lines.append(f"      {sum(structure['op_histogram'].values())} ops, opsets {structure['opsets']}, "
+                         f"{structure['producer']}: {nodes}")
     return lines
