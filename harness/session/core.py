@@ -130,8 +130,11 @@ class Session:
         if self.settings.live_reference:
             return self._live_golden(config)
         if config.id not in self._goldens:
-            self._goldens[config.id] = self.store.load_for(config) if self.store.exists(config.id) else None
+            self._goldens[config.id] = self._stored(config)
         return self._goldens[config.id]
+
+    def _stored(self, config: RnnConfig) -> Golden | None:
+        return self.store.load_for(config) if self.store.exists(config.id) else None
 
     def stale_goldens(self) -> tuple[str, ...]:
         """Suite goldens in the directory that no config of the whole suite uses (independent of the
@@ -232,13 +235,20 @@ class Session:
         configs = self.configs
         names = self.backend_names
         self._resolved  # noqa: B018  # resolve (and reject unavailable named backends) before any work
-        cells: list[CellResult] = []
-        for config in configs:
-            for name in names:
-                cell = self.judge(config, name)
-                cells.append(cell)
-                if on_cell:
-                    on_cell(cell)
+        if self.settings.jobs > 1:
+            from harness.session.parallel import judged_in_parallel
+
+            cells = judged_in_parallel(self.settings, configs, names, self.settings.jobs, on_cell)
+            for config in configs:  # the workers' goldens: what the environment comparison reads
+                self._goldens.setdefault(config.id, None if self.settings.live_reference else self._stored(config))
+        else:
+            cells = []
+            for config in configs:
+                for name in names:
+                    cell = self.judge(config, name)
+                    cells.append(cell)
+                    if on_cell:
+                        on_cell(cell)
         environment = self.environment()
         return RunReport(
             suite=self.suite.source,

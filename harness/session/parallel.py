@@ -1,0 +1,129 @@
+"""Judging a run's cells in worker processes (`harness run -j N`), with the results one process would give.
+
+The unit of work is one config with all its backends, so each seeded case is built once. Workers are
+spawned, not forked (torch's OpenMP threads do not survive a fork), and each keeps one Session, whose case
+and golden caches serve every config it is given.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
+
+from harness.model.config import RnnConfig
+from harness.session.settings import Settings
+from harness.verdicts import Verdict
+
+if TYPE_CHECKING:  # both import numpy, which a worker must load only after it has pinned its thread count
+    from harness.judging.results import CellResult
+    from harness.session.core import Session
+
+Finished = Callable[[int, list["CellResult"]], None]  # config index, its cells in backend order
+_worker_session: Session | None = None  # a worker process's own Session, built by _start_worker
+
+
+def estimated_cost(config: RnnConfig) -> float:
+    """Roughly a config's seconds over the default backends (measured on 2 cores), to start the longest first.
+
+    Exports dominate: about a second, plus time per step; the dynamo exporter unrolls plain RNN cells, which grows
+    about quadratically (backends/onnx_runtime.py SLOW_UNROLLED_STEPS). Where a run leaves such a cell out as
+    slow, the estimate merely starts a cheap config early."""
+    steps = config.seq_len * config.num_layers * config.num_directions
+    work = steps * config.batch * config.hidden_size
+    unrolled = steps**2 / 2000 if config.cell.startswith("rnn") else 0.0
+    return 1.0 + steps / 50 + work / 50_000 + unrolled
+
+
+def judged_in_parallel(
+    settings: Settings, configs: Sequence[RnnConfig], backend_names: Sequence[str], jobs: int,
+    on_cell: Callable[[CellResult], None] | None = None,
+) -> list[CellResult]:
+    """Every config x backend judged as Session(settings).judge(config, name) would, in `jobs` worker processes;
+    returned in serial order (configs outer, backends inner) whatever order they finish in. on_cell sees each cell
+    as its config finishes. A config whose worker dies is an ERROR cell for each backend."""
+    names = tuple(backend_names)
+    if jobs <= 1 or len(configs) <= 1:
+        return _judged_here(settings, configs, names, on_cell)
+    from harness.judging.results import CellResult
+
+    by_config: dict[int, list[CellResult]] = {}
+
+    def finished(index: int, cells: list[CellResult]) -> None:
+        by_config[index] = cells
+        for cell in cells:
+            if on_cell:
+                on_cell(cell)
+
+    todo = sorted(range(len(configs)), key=lambda index: -estimated_cost(configs[index]))
+    while todo:
+        lost, todo = _drain(settings, configs, names, todo, jobs, finished)
+        if len(lost) > 1:  # several were in flight when one worker died: judge them one at a time to tell which
+            suspects, lost = list(lost), {}
+            while suspects:
+                died, suspects = _drain(settings, configs, names, suspects, 1, finished)
+                lost.update(died)
+        for index, error in lost.items():
+            finished(index, [CellResult(config_id=configs[index].id, backend=name, verdict=Verdict.ERROR,
+                                        reason=f"worker process died: {error}") for name in names])
+    return [cell for index in range(len(configs)) for cell in by_config[index]]
+
+
+def _judged_here(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, ...],
+                 on_cell: Callable[[CellResult], None] | None) -> list[CellResult]:
+    """In this process, with one Session: a pool would cost more than it saves."""
+    from harness.session.core import Session
+
+    session = Session(settings)
+    cells = []
+    for config in configs:
+        for name in names:
+            cells.append(session.judge(config, name))
+            if on_cell:
+                on_cell(cells[-1])
+    return cells
+
+
+def _drain(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, ...], order: list[int],
+           window: int, finished: Finished) -> tuple[dict[int, str], list[int]]:
+    """Judge configs[order] in that order in one new pool, at most `window` at a time, so that a dead worker takes
+    only the configs in flight with it. Returns those (index -> why) and the ones not yet submitted then."""
+    waiting = deque(order)
+    flying: dict[Future[list[CellResult]], int] = {}
+    lost: dict[int, str] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(window, mp_context=context, initializer=_start_worker, initargs=(settings,)) as pool:
+        while (waiting or flying) and not lost:
+            while waiting and len(flying) < window:
+                index = waiting.popleft()
+                flying[pool.submit(_judged_config, configs[index], names)] = index
+            done, _ = wait(flying, return_when=FIRST_COMPLETED)
+            if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+                done, _ = wait(flying)  # a broken pool fails every future still in flight at once
+            for future in done:
+                index = flying.pop(future)
+                error = future.exception()
+                if isinstance(error, BrokenProcessPool):
+                    lost[index] = str(error)
+                else:
+                    finished(index, future.result())  # any other exception is raised here, as serially
+    return lost, list(waiting)
+
+
+def _start_worker(settings: Settings) -> None:
+    """Pool initializer: cap the OpenMP/MKL pools before torch (or numpy) loads here, so that N workers do not
+    each start a thread per core; then build this worker's Session (judge() pins torch's threads itself)."""
+    global _worker_session
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(settings.threads)
+    from harness.session.core import Session
+
+    _worker_session = Session(settings)
+
+
+def _judged_config(config: RnnConfig, names: tuple[str, ...]) -> list[CellResult]:
+    assert _worker_session is not None, "runs only in a worker started by _start_worker"
+    return [_worker_session.judge(config, name) for name in names]

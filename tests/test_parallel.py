@@ -1,0 +1,202 @@
+"""harness.session.parallel: a run judged in worker processes is the run judged in one, cell for cell, in the
+same order; a worker that dies costs its own config only."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from harness.errors import GoldenError, HarnessError
+from harness.judging.results import CellResult
+from harness.model.suite import load_suite
+from harness.model.tolerance import Tolerance
+from harness.session import parallel
+from harness.session.core import Session
+from harness.session.parallel import estimated_cost, judged_in_parallel
+from harness.session.settings import Settings, resolve_jobs
+from harness.verdicts import Verdict
+from tests.conftest import perturb_golden
+
+# onnxruntime-dynamo is left out: about a second an export.
+BACKENDS = ("eager", "torchscript-trace", "onnxruntime-legacy")
+EXPENSIVE = "gru-h256-t50b8-s0"
+DRIFTING = "lstm-h8-s0"  # its golden is perturbed below
+CHEAP = ("rnn-h8-s0", "gru-h8-s0", "lstm-h8-h0rand-s0", "rnn-h8-f64-s0")
+VICTIM = "gru-h8-s0"  # preparing it on the killer backend ends its worker process
+T = TypeVar("T")
+
+
+def comparable(cell: CellResult) -> CellResult:
+    """Everything but timings and the order of notes, which depend on the process a cell ran in."""
+    return dataclasses.replace(cell, prepare_seconds=0.0, run_seconds=0.0, notes=tuple(sorted(cell.notes)))
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """call's result (or its exception), and a failure rather than a hung test run when it takes longer."""
+    outcome: list[T] = []
+    raised: list[Exception] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except Exception as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)  # a daemon: a hung call does not hang pytest's exit
+    thread.start()
+    thread.join(seconds)
+    if raised:
+        raise raised[0]
+    assert outcome, f"no result within {seconds} s"
+    return outcome[0]
+
+
+def test_two_workers_judge_every_cell_as_one_process_does_in_serial_order(
+    golden_copy: Callable[..., Path], tmp_path: Path
+) -> None:
+    ids = (EXPENSIVE, *CHEAP, DRIFTING)  # the most expensive first in serial order, and first to be started
+    golden_dir = golden_copy(*ids)
+    perturb_golden(golden_dir, DRIFTING, "output", (0, 0, 0), 1e-3)
+    # Each run its own empty export cache: a cell says whether its export came from the cache.
+    settings = Settings(golden_dir=golden_dir, backends=BACKENDS, cache_dir=tmp_path / "parallel-cache")
+    session = Session(dataclasses.replace(settings, cache_dir=tmp_path / "serial-cache"))
+    configs = [session.config(config_id) for config_id in ids]
+    seen: list[CellResult] = []
+
+    cells = judged_in_parallel(settings, configs, BACKENDS, jobs=2, on_cell=seen.append)
+
+    serial = [session.judge(config, name) for config in configs for name in BACKENDS]
+    assert [(cell.config_id, cell.backend) for cell in cells] == [(i, name) for i in ids for name in BACKENDS]
+    assert [comparable(cell) for cell in cells] == [comparable(cell) for cell in serial]
+    assert {cell.verdict for cell in cells} == {Verdict.IDENTICAL, Verdict.CLOSE, Verdict.UNSUPPORTED, Verdict.DRIFT}
+    assert all(cell.tensors and cell.past for cell in cells if cell.verdict is Verdict.DRIFT)
+    assert sorted(map(id, seen)) == sorted(map(id, cells))  # on_cell saw each cell once, as its config finished
+
+
+def test_settings_and_a_drift_cell_survive_pickling_to_and_from_a_worker(golden_copy: Callable[..., Path]) -> None:
+    golden_dir = golden_copy(DRIFTING)
+    perturb_golden(golden_dir, DRIFTING, "output", (0, 0, 0), 1e-3)
+    settings = Settings(suite=Path("suite.toml"), golden_dir=golden_dir, configs=(DRIFTING,), backends=("eager",),
+                        include_slow=True, override=Tolerance(atol=1e-6, rtol=1e-5), threads=2, shard=(1, 3),
+                        live_reference=True, label="here", equal_nan=True, max_memory=2**20, allow_nonfinite=True,
+                        cache=False, cache_dir=Path("cache"), jobs=2)
+    cell = Session(Settings(golden_dir=golden_dir)).judge(load_suite(None).select([DRIFTING])[0], "eager")
+
+    assert cell.verdict is Verdict.DRIFT and cell.oracle and cell.tensors[0].statistics
+    assert pickle.loads(pickle.dumps(settings)) == settings
+    assert pickle.loads(pickle.dumps(cell)) == cell
+
+
+def test_one_job_or_one_config_is_judged_in_this_process(
+    golden_copy: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # starting a pool would fail
+    settings = Settings(golden_dir=golden_copy(*CHEAP[:2]), backends=("eager",))
+    configs = load_suite(None).select(list(CHEAP[:2]))
+
+    one_job = judged_in_parallel(settings, configs, ("eager",), jobs=1)
+    one_config = judged_in_parallel(settings, configs[:1], ("eager",), jobs=2)
+
+    assert [cell.verdict for cell in one_job] == [Verdict.IDENTICAL] * 2
+    assert [cell.verdict for cell in one_config] == [Verdict.IDENTICAL]
+
+
+def test_a_user_error_in_a_worker_is_raised_here_as_serially(golden_copy: Callable[..., Path]) -> None:
+    ids = CHEAP[:2]
+    golden_dir = golden_copy(*ids)
+    tensors = next(golden_dir.glob(f"{ids[1]}.*.npz"))
+    tensors.write_bytes(tensors.read_bytes()[:200])
+    settings = Settings(golden_dir=golden_dir, backends=("eager",))
+
+    with pytest.raises(GoldenError, match=f"^{re.escape(str(tensors))}: corrupt golden tensors file"):
+        judged_in_parallel(settings, load_suite(None).select(list(ids)), ("eager",), jobs=2)
+
+
+# A backend package on disk: eager, except that preparing VICTIM ends its process at once, as a segfault or the
+# OOM killer would. (A spawned worker imports it afresh: an in-test registration would not reach it.)
+KILLER_MODULE = f"""
+import os
+
+from harness.backends.eager import EagerBackend
+
+
+class KillerBackend(EagerBackend):
+    def __init__(self):
+        super().__init__("cpu")
+        self.name = "killer"
+
+    def prepare(self, case):
+        if case.config.id == "{VICTIM}":
+            os._exit(1)
+        return super().prepare(case)
+"""
+
+
+def plug_in_killer(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The killer backend through the harness.backends entry-point group, as an installed package adds one; the
+    workers find it on the sys.path they inherit."""
+    dist_info = directory / "harness_killer-0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-killer\nVersion: 0\n", encoding="utf-8")
+    (dist_info / "entry_points.txt").write_text("[harness.backends]\nkiller = harness_killer:KillerBackend\n",
+                                                encoding="utf-8")
+    (directory / "harness_killer.py").write_text(KILLER_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(directory)
+
+
+def test_a_dead_worker_costs_only_its_config_as_error_cells(
+    golden_copy: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plug_in_killer(tmp_path / "plugins", monkeypatch)
+    ids = ("rnn-h8-s0", VICTIM, "lstm-h8-s0", "rnn-h8-l2-s0")
+    names = ("eager", "killer")
+    settings = Settings(golden_dir=golden_copy(*ids), backends=names)
+    configs = load_suite(None).select(list(ids))
+
+    cells = within(300, lambda: judged_in_parallel(settings, configs, names, jobs=2))
+
+    assert [(cell.config_id, cell.backend) for cell in cells] == [(c.id, name) for c in configs for name in names]
+    for cell in cells:
+        if cell.config_id == VICTIM:
+            assert cell.verdict is Verdict.ERROR
+            assert cell.reason.startswith("worker process died: A process in the process pool was terminated")
+        else:
+            assert cell.verdict is Verdict.IDENTICAL
+
+
+def test_the_longest_configs_are_started_first() -> None:
+    by_cost = sorted(load_suite(None).configs, key=estimated_cost, reverse=True)
+
+    # The dynamo exporter unrolls plain RNN cells: 200 steps of one outweigh anything gated.
+    assert by_cost[0].id == "rnn-h8-t200b2-s0"
+    costs = {config.id: estimated_cost(config) for config in by_cost}
+    assert costs["gru-h8-bf-t256b2-s0"] > costs["gru-h256-t50b8-s0"] > costs["gru-h8-t20b4-s0"] > costs["gru-h8-s0"]
+    assert costs["rnn-h8-t20b4-s0"] > costs["gru-h8-t20b4-s0"]
+
+
+@pytest.mark.parametrize(("value", "jobs"), [("3", 3), (3, 3), (None, 1), ("1", 1)])
+def test_jobs_are_a_positive_integer(value: str | int | None, jobs: int) -> None:
+    assert resolve_jobs(value) == jobs
+
+
+def test_auto_jobs_are_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_jobs("auto") == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")  # e.g. macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert resolve_jobs("auto") == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert resolve_jobs("auto") == 1
+
+
+@pytest.mark.parametrize("value", [0, -2, "0", "-1", "x", "", "2.5", "AUTO"])
+def test_other_jobs_are_one_line_errors(value: str | int) -> None:
+    with pytest.raises(HarnessError, match=r"^-j/--jobs must be a positive integer or auto, got "):
+        resolve_jobs(value)
