@@ -7,10 +7,11 @@ ORT_ENABLE_ALL graph optimisation.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -136,10 +137,11 @@ class OnnxRuntimeBackend:
         examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
         inputs, outputs = case.input_names, case.output_names
         if self.exporter == "dynamo":
-            program = torch.onnx.export(
-                wrapper, examples, dynamo=True, opset_version=OPSET["dynamo"], verbose=False,
-                input_names=inputs, output_names=outputs,
-            )
+            with _torchlib_registry_built_once():
+                program = torch.onnx.export(
+                    wrapper, examples, dynamo=True, opset_version=OPSET["dynamo"], verbose=False,
+                    input_names=inputs, output_names=outputs,
+                )
             if program is None:
                 raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
             return _without_machine_specific_metadata(program.model_proto)
@@ -159,3 +161,35 @@ def _without_machine_specific_metadata(model: Any) -> bytes:
             del node.metadata_props[:]
             node.metadata_props.extend(kept)
     return bytes(model.SerializeToString())
+
+
+_REGISTRIES: dict[Any, Any] = {}  # opset version -> the dynamo exporter's ONNX op registry, built once
+
+
+@contextlib.contextmanager
+def _torchlib_registry_built_once() -> Iterator[None]:
+    """The dynamo exporter rebuilds its registry of ONNX functions from torchlib on every call (0.6 s here:
+    most of a small model's export, and 30 s of a cold default run). It depends on the opset alone, so
+    within one process each opset's registry is built once and handed out again; the exported bytes are
+    the same (tests/test_artifacts.py). Where torch's internals differ, nothing is patched."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        registry_class = _registration.ONNXRegistry
+        original = registry_class.__dict__["from_torchlib"].__func__
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def from_torchlib(cls: Any, /, opset_version: Any = None, **kwargs: Any) -> Any:
+        if kwargs or cls is not registry_class:
+            return original(cls, opset_version, **kwargs) if opset_version is not None else original(cls, **kwargs)
+        if opset_version not in _REGISTRIES:
+            _REGISTRIES[opset_version] = original(cls) if opset_version is None else original(cls, opset_version)
+        return _REGISTRIES[opset_version]
+
+    registry_class.from_torchlib = classmethod(from_torchlib)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        registry_class.from_torchlib = classmethod(original)  # type: ignore[method-assign,assignment]

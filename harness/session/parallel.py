@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
+from harness.backends.onnx_runtime import SLOW_UNROLLED_STEPS
 from harness.model.config import RnnConfig
 from harness.session.settings import Settings
 from harness.verdicts import Verdict
@@ -27,16 +28,16 @@ Finished = Callable[[int, list["CellResult"]], None]  # config index, its cells 
 _worker_session: Session | None = None  # a worker process's own Session, built by _start_worker
 
 
-def estimated_cost(config: RnnConfig) -> float:
-    """Roughly a config's seconds over the default backends (measured on 2 cores), to start the longest first.
-
-    Exports dominate: about a second, plus time per step; the dynamo exporter unrolls plain RNN cells, which grows
-    about quadratically (backends/onnx_runtime.py SLOW_UNROLLED_STEPS). Where a run leaves such a cell out as
-    slow, the estimate merely starts a cheap config early."""
+def estimated_cost(config: RnnConfig, *, include_slow: bool = False) -> float:
+    """Roughly the seconds one config takes over the default backends on this 2-core machine (fitted to a
+    timed cold run), only to start the longest first: about 0.8 s of exports, plus a time per recurrent step
+    (each backend loops over the steps), plus the dynamo exporter's unrolled plain RNN, whose cost grows with
+    the square of the steps and which a default run leaves out past SLOW_UNROLLED_STEPS."""
     steps = config.seq_len * config.num_layers * config.num_directions
-    work = steps * config.batch * config.hidden_size
-    unrolled = steps**2 / 2000 if config.cell.startswith("rnn") else 0.0
-    return 1.0 + steps / 50 + work / 50_000 + unrolled
+    per_step = 0.02 if config.cell in ("gru", "lstm") else 0.01
+    size = config.batch * config.hidden_size * steps / 200_000
+    unrolled = steps**2 / 2000 if config.cell.startswith("rnn") and (steps <= SLOW_UNROLLED_STEPS or include_slow) else 0
+    return 0.8 + per_step * steps + size + unrolled
 
 
 def judged_in_parallel(
@@ -45,7 +46,8 @@ def judged_in_parallel(
 ) -> list[CellResult]:
     """Every config x backend judged as Session(settings).judge(config, name) would, in `jobs` worker processes;
     returned in serial order (configs outer, backends inner) whatever order they finish in. on_cell sees each cell
-    as its config finishes. A config whose worker dies is an ERROR cell for each backend."""
+    as its config finishes. A config whose worker dies is an ERROR cell for each backend. (This process only
+    waits: a backend that kills its process then costs only its config, never the run.)"""
     names = tuple(backend_names)
     if jobs <= 1 or len(configs) <= 1:
         return _judged_here(settings, configs, names, on_cell)
@@ -59,7 +61,8 @@ def judged_in_parallel(
             if on_cell:
                 on_cell(cell)
 
-    todo = sorted(range(len(configs)), key=lambda index: -estimated_cost(configs[index]))
+    todo = sorted(range(len(configs)), key=lambda index: -estimated_cost(configs[index],
+                                                                          include_slow=settings.include_slow))
     while todo:
         lost, todo = _drain(settings, configs, names, todo, jobs, finished)
         if len(lost) > 1:  # several were in flight when one worker died: judge them one at a time to tell which
