@@ -36,7 +36,8 @@ def estimated_cost(config: RnnConfig, *, include_slow: bool = False) -> float:
     steps = config.seq_len * config.num_layers * config.num_directions
     per_step = 0.02 if config.cell in ("gru", "lstm") else 0.01
     size = config.batch * config.hidden_size * steps / 200_000
-    unrolled = steps**2 / 2000 if config.cell.startswith("rnn") and (steps <= SLOW_UNROLLED_STEPS or include_slow) else 0
+    unrolled_here = config.cell.startswith("rnn") and (steps <= SLOW_UNROLLED_STEPS or include_slow)
+    unrolled = steps**2 / 2000 if unrolled_here else 0
     return 0.8 + per_step * steps + size + unrolled
 
 
