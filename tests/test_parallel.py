@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -204,3 +204,29 @@ def test_auto_jobs_are_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyP
 def test_other_jobs_are_one_line_errors(value: str | int) -> None:
     with pytest.raises(HarnessError, match=r"^-j/--jobs must be a positive integer or auto, got "):
         resolve_jobs(value)
+
+
+def test_the_cli_report_of_j2_equals_the_serial_one(cli: Callable[..., Any], golden_copy: Callable[..., Path],
+                                                    tmp_path: Path) -> None:
+    import json
+
+    golden_dir = golden_copy(*CHEAP)
+    documents = []
+    for jobs in ("1", "2"):
+        report = tmp_path / f"j{jobs}.json"
+        result = cli("run", "-j", jobs, "--golden-dir", str(golden_dir), *(a for c in CHEAP for a in ("--config", c)),
+                     "--backend", ",".join(BACKENDS), "--json", str(report), "--quiet")
+        assert result.exit_code == 0, result.out + result.err
+        documents.append(json.loads(report.read_text()))
+    timing = {"prepare_seconds", "run_seconds", "artifact_source", "notes"}
+    serial, parallel_ = ([{k: v for k, v in cell.items() if k not in timing} for cell in d["cells"]] for d in documents)
+    assert serial == parallel_ and len(serial) == len(CHEAP) * len(BACKENDS)
+    assert documents[0]["environment_changes"] == documents[1]["environment_changes"]
+    assert documents[0]["upstream_findings"] == documents[1]["upstream_findings"]
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "many"])
+def test_a_bad_job_count_is_one_line_exit_2(cli: Callable[..., Any], jobs: str) -> None:
+    result = cli("run", "-j", jobs, "--config", "rnn-h8-s0")
+    assert result.exit_code == 2
+    assert result.err.strip() == f"harness: error: -j/--jobs must be a positive integer or auto, got {jobs!r}"

@@ -22,10 +22,10 @@ REPORT_FILES = ("json", "junit", "markdown", "html")
 
 
 def _session(values: Values, **overrides: Any) -> Session:
-    from harness.session.core import Session
+    from harness.session.parallel_session import session_for
     from harness.session.settings import settings_from
 
-    return Session(settings_from(values, **overrides))
+    return session_for(settings_from(values, **overrides))
 
 
 def cmd_list(values: Values) -> int:

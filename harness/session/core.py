@@ -235,20 +235,7 @@ class Session:
         configs = self.configs
         names = self.backend_names
         self._resolved  # noqa: B018  # resolve (and reject unavailable named backends) before any work
-        if self.settings.jobs > 1:
-            from harness.session.parallel import judged_in_parallel
-
-            cells = judged_in_parallel(self.settings, configs, names, self.settings.jobs, on_cell)
-            for config in configs:  # the workers' goldens: what the environment comparison reads
-                self._goldens.setdefault(config.id, None if self.settings.live_reference else self._stored(config))
-        else:
-            cells = []
-            for config in configs:
-                for name in names:
-                    cell = self.judge(config, name)
-                    cells.append(cell)
-                    if on_cell:
-                        on_cell(cell)
+        cells = self.judge_all(configs, names, on_cell)
         environment = self.environment()
         return RunReport(
             suite=self.suite.source,
@@ -267,6 +254,17 @@ class Session:
             label=self.settings.label or environment_label(environment),
             shard="/".join(map(str, self.settings.shard)) if self.settings.shard else "",
         )
+
+    def judge_all(self, configs: tuple[RnnConfig, ...], names: tuple[str, ...],
+                  on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
+        """Every config x backend in this process (session.parallel.ParallelSession spreads them over workers)."""
+        cells = []
+        for config in configs:
+            for name in names:
+                cells.append(self.judge(config, name))
+                if on_cell:
+                    on_cell(cells[-1])
+        return cells
 
     def tolerance_warnings(self) -> tuple[str, ...]:
         """Tolerances loose enough (above 1e-3) for float32 configs that a real drift passes."""
