@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,14 +33,22 @@ class Environment:
     cpu_count: int
     torch_threads: int
     cuda: str
+    # What changes CPU kernels, and so bits (PyTorch issues 155423, 155552): ATen's dispatch level, the oneDNN
+    # and MKL builds torch was made with, and the execution providers onnxruntime offers. "?" in goldens
+    # recorded before these were kept.
+    cpu_capability: str = "?"
+    onednn: str = "?"
+    mkl: str = "?"
+    ort_providers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "cpu_flags": list(self.cpu_flags)}
+        return {**asdict(self), "cpu_flags": list(self.cpu_flags), "ort_providers": list(self.ort_providers)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Environment:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         known["cpu_flags"] = tuple(known.get("cpu_flags", ()))
+        known["ort_providers"] = tuple(known.get("ort_providers", ()))
         defaults = {"packages": {}, "python": "?", "platform": "?", "machine": "?", "cpu": "?",
                     "cpu_count": 0, "torch_threads": 0, "cuda": "?"}
         return cls(**{**defaults, **known})
@@ -52,8 +61,12 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def current_environment(*, torch_threads: int, cuda: str = NOT_CHECKED) -> Environment:
+def current_environment(*, torch_threads: int, cuda: str = NOT_CHECKED, torch_build: dict[str, str] | None = None
+                        ) -> Environment:
+    """This machine's fingerprint; torch_build (cpu_capability, onednn, mkl) comes from torch itself, which
+    this module never imports (without it those fields are "not checked")."""
     cpu, flags = _cpu_model_and_flags()
+    build = torch_build or {}
     return Environment(
         packages={name: package_version(name) for name in PACKAGES},
         python=platform.python_version(),
@@ -64,7 +77,28 @@ def current_environment(*, torch_threads: int, cuda: str = NOT_CHECKED) -> Envir
         cpu_count=os.cpu_count() or 0,
         torch_threads=torch_threads,
         cuda=cuda,
+        cpu_capability=build.get("cpu_capability", NOT_CHECKED),
+        onednn=build.get("onednn", NOT_CHECKED),
+        mkl=build.get("mkl", NOT_CHECKED),
+        ort_providers=_ort_providers(),
     )
+
+
+def _ort_providers() -> tuple[str, ...]:
+    """onnxruntime's available execution providers (importing onnxruntime costs 0.14 s; torch is not needed)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return ("onnxruntime not installed",)
+    return tuple(onnxruntime.get_available_providers())
+
+
+def torch_build_facts(config_text: str, cpu_capability: str) -> dict[str, str]:
+    """cpu_capability, onednn and mkl from torch.__config__.show()'s text (parsed here, torch-free)."""
+    onednn = re.search(r"MKL-DNN (v[\w.]+)", config_text)
+    mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config_text)
+    return {"cpu_capability": cpu_capability, "onednn": onednn[1] if onednn else "none",
+            "mkl": mkl[1] if mkl else "none"}
 
 
 def utc_now() -> str:
@@ -87,7 +121,7 @@ def _cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
 
 
 # What can change the bits an RNN computes; the rest (platform string, python, core count) is context.
-BIT_FIELDS = ("cpu", "cpu_flags", "torch_threads", "cuda")
+BIT_FIELDS = ("cpu", "cpu_flags", "cpu_capability", "onednn", "mkl", "ort_providers", "torch_threads", "cuda")
 CONTEXT_FIELDS = ("python", "platform", "machine", "cpu_count")
 
 
@@ -101,7 +135,8 @@ def environment_differences(golden: Environment, current: Environment, *, contex
             lines.append(f"{name} {before} -> {after}")
     for field in CONTEXT_FIELDS if context else BIT_FIELDS:
         before, after = getattr(golden, field), getattr(current, field)
-        if before != after and NOT_CHECKED not in (before, after):
+        unknown = {NOT_CHECKED, "?", ()}  # not looked at now, or not recorded then: no difference to report
+        if before != after and before not in unknown and after not in unknown:
             lines.append(f"{field}: {_show(before)} -> {_show(after)}")
     return lines
 

@@ -17,7 +17,7 @@ from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.judge import CaseFacts, Execution, judge_cell
 from harness.judging.oracle import Variant, oracle_outputs
 from harness.judging.results import CellResult
-from harness.model.environment import Environment, current_environment
+from harness.model.environment import Environment, current_environment, torch_build_facts
 from harness.model.tolerance import Tolerance
 from harness.session.artifacts import artifact_backend, check_artifact, obtain
 from harness.store.cache import ExportCache
@@ -46,7 +46,8 @@ def environment_now(threads: int) -> Environment:
     import torch
 
     cuda = f"{torch.version.cuda} ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "none"
-    return current_environment(torch_threads=threads, cuda=cuda)
+    build = torch_build_facts(torch.__config__.show(), torch.backends.cpu.get_cpu_capability())
+    return current_environment(torch_threads=threads, cuda=cuda, torch_build=build)
 
 
 def case_facts(case: Case) -> CaseFacts:
