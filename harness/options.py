@@ -111,6 +111,8 @@ OPTIONS: tuple[Option, ...] = (
            help="also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY when set)"),
     Option(name="html", type=Path, metavar="PATH", commands=(*RUN, "merge"),
            help="also write a self-contained HTML report"),
+    Option(name="list_backends", flag_name="backends", kind="flag", commands=("list",),
+           help="list the backends instead: availability here, families, and known limitations over the suite"),
     Option(name="print_json", flag_name="json", kind="flag", commands=("show", "env"),
            help="print JSON instead of text"),
     # the golden life cycle

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.backends.base import ARTIFACT_SUFFIXES
 from harness.store.golden import GoldenStore
 from tests.conftest import COMMITTED_GOLDEN, REPO, CliResult
 
-EXPORTING = ("torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
+EXPORTING = ("torchscript-script", "torchscript-trace", "torch-export", "onnxruntime-legacy", "onnxruntime-dynamo",
+             "onnx-reference-legacy", "onnx-reference-dynamo")
 GRU = "gru-h8-s0"
 
 
@@ -27,20 +29,25 @@ def test_committed_goldens_store_one_artifact_per_exporting_backend() -> None:
     assert sorted(golden.artifacts) == sorted(EXPORTING)
     for backend, entry in golden.artifacts.items():
         data = store.artifact_bytes(golden, backend)
-        assert len(data) == entry.size and entry.file.startswith(f"{GRU}.{backend}.")
+        assert len(data) == entry.size
+        assert entry.file == f"{GRU}.{entry.sha256[:12]}{ARTIFACT_SUFFIXES[entry.kind]}"  # named by content
         assert entry.producer["versions"]["torch"].startswith("2.")
     legacy = golden.artifacts["onnxruntime-legacy"]
     assert legacy.kind == "onnx" and legacy.producer["opset_version"] == 17 and legacy.producer["dynamo"] is False
     assert legacy.structure is not None
     assert legacy.structure["recurrent_nodes"][0]["attributes"]["linear_before_reset"] == 1
     assert golden.artifacts["torchscript-trace"].kind == "torchscript"
+    assert golden.artifacts["torch-export"].kind == "torch-export"
+    # Named by content: ONNX Runtime and the reference evaluator ran the same export, stored once.
+    assert golden.artifacts["onnx-reference-legacy"].file == legacy.file
 
 
 def test_stored_artifacts_name_no_path_of_the_machine_that_recorded_them() -> None:
-    """The dynamo exporter writes absolute source paths into node metadata; the stored models drop them."""
-    for path in (COMMITTED_GOLDEN / "artifacts").glob("*.onnx"):
+    """The dynamo exporter and torch.export write absolute source paths into node metadata; the stored models
+    drop them."""
+    for path in (COMMITTED_GOLDEN / "artifacts").iterdir():
         data = path.read_bytes()
-        assert b"site-packages" not in data and b"harness/backends" not in data, path.name
+        assert b"site-packages" not in data and b"/work/" not in data and str(REPO).encode() not in data, path.name
 
 
 def test_the_default_suites_artifacts_stay_small_enough_to_commit() -> None:
@@ -51,7 +58,7 @@ def test_the_default_suites_artifacts_stay_small_enough_to_commit() -> None:
 def test_an_edited_artifact_is_refused_with_one_line(cli: Callable[..., CliResult],
                                                      golden_copy: Callable[..., Path]) -> None:
     golden_dir = golden_copy(GRU)
-    artifact = next((golden_dir / "artifacts").glob(f"{GRU}.onnxruntime-legacy.*.onnx"))
+    artifact = golden_dir / "artifacts" / GoldenStore(golden_dir).load(GRU).artifacts["onnxruntime-legacy"].file
     artifact.write_bytes(artifact.read_bytes()[:-1] + b"\0")
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--quiet")
     assert result.exit_code == 2
@@ -65,7 +72,7 @@ def test_a_manifest_naming_a_file_outside_the_store_is_refused(cli: Callable[...
     golden_dir = golden_copy(GRU)
     manifest = golden_dir / f"{GRU}.json"
     document = json.loads(manifest.read_text())
-    document["artifacts"]["onnxruntime-legacy"]["file"] = f"{GRU}.onnxruntime-dynamo.{'0' * 12}.onnx"
+    document["artifacts"]["onnxruntime-legacy"]["file"] = document["artifacts"]["onnxruntime-dynamo"]["file"]
     manifest.write_text(json.dumps(document))
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--quiet")
     assert result.exit_code == 2 and "is not this golden's" in result.err and "Traceback" not in result.err
@@ -78,7 +85,7 @@ def test_a_manifest_naming_a_file_outside_the_store_is_refused(cli: Callable[...
 def test_orphan_artifacts_are_leftovers_and_prune_removes_artifacts(
         cli: Callable[..., CliResult], golden_copy: Callable[..., Path], tmp_path: Path) -> None:
     golden_dir = golden_copy(GRU)
-    orphan = golden_dir / "artifacts" / f"{GRU}.onnxruntime-legacy.{'a' * 12}.onnx"
+    orphan = golden_dir / "artifacts" / f"{GRU}.{'a' * 12}.onnx"
     orphan.write_bytes(b"left by an interrupted record")
     assert GoldenStore(golden_dir).leftovers() == (orphan,)
     suite = tmp_path / "suite.toml"
@@ -124,7 +131,10 @@ def test_replay_of_the_default_suites_onnx_cells_passes_where_torch_cannot_be_im
     assert result.stdout.rstrip().endswith("exit 0"), result.stdout
     assert "replaying the stored artifacts" in result.stdout
     summary = result.stdout.rstrip().splitlines()[-2]
-    assert summary.startswith("OK: 200 cells") and "unavailable" in summary, summary
+    from harness.model.suite import load_suite
+
+    cells = len(load_suite(None).configs) * len(EXPORTING)
+    assert summary.startswith(f"OK: {cells} cells") and "unavailable" in summary, summary
     assert "torchscript-script: replaying its torchscript artifacts needs torch" in result.stdout
 
 

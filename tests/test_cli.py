@@ -35,8 +35,11 @@ def test_reference_case_passes_against_its_golden(cli: Cli, golden_copy: Callabl
     result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden))
     assert result.exit_code == 0, result.out + result.err
     row = next(line for line in result.out.splitlines() if line.startswith(REFERENCE_ID))
-    assert row.count("identical (=)") == 3  # eager, script, trace: bitwise, and unchanged since recorded
-    assert "OK: 5 cells" in result.out
+    # eager, script, trace, export and compile: bitwise, and unchanged since recorded
+    assert row.count("identical (=)") == 5
+    assert "OK: 9 cells" in result.out
+    assert "torch-compile settings: backend=inductor, mode=None, fullgraph=False, dynamic=False, allow_rnn=True" \
+        in result.out
 
 
 def test_perturbed_golden_is_drift_naming_config_tensor_and_index(

@@ -34,7 +34,7 @@ def test_content_hash_is_stable_and_sensitive() -> None:
         ({"dropout": 0.5}, "dropout acts between layers"),
         ({"dropout": 1.0, "num_layers": 2}, "dropout must be in [0, 1)"),
         ({"cell": "transformer"}, "cell must be one of"),
-        ({"dtype": "bfloat16"}, "dtype must be one of"),
+        ({"dtype": "int8"}, "dtype must be one of"),
         ({"hidden_size": 0}, "hidden_size must be at least 1"),
         ({"input_size": 5}, "input 'hello' is one-hot over h/e/l/o"),
         ({"seq_len": 7}, "fixed 3 x 5 notebook batch"),

@@ -138,7 +138,7 @@ def test_hostile_input(case: dict[str, Any], tmp_path: Path, capsys: pytest.Capt
         assert err.count("\n") == 1 and err.endswith("\n"), f"stderr must be exactly one line:\n{shown}"
         assert err.startswith(ERROR_PREFIX), shown
         if "message" in case:
-            assert case["message"] in err, shown
+            assert sandbox.expand(case["message"]) in err, shown
         else:
             assert re.search(case["pattern"], err), shown
     else:

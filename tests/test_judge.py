@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -256,3 +257,25 @@ def test_judge_cell_carries_the_past_comparison() -> None:
     cell = judge(nudged(REFERENCE, "output", (0, 0, 0), 1), stored=stored)
     assert cell.verdict is Verdict.CLOSE
     assert cell.past is not None and cell.past.status is PastStatus.MOVED and cell.past.max_ulps == 1
+
+
+def test_judge_cell_carries_where_the_artifact_came_from() -> None:
+    ran = execution({name: array.copy() for name, array in REFERENCE.items()})
+    cell = judge_cell(facts(), "onnxruntime-legacy", golden(), dataclasses.replace(ran, artifact_source="cache"),
+                      TOLERANCE)
+    assert cell.artifact_source == "cache"
+
+
+def test_a_replay_without_weights_is_judged_without_oracle_or_pitfalls() -> None:
+    """A replayed artifact's weights are out of reach: no oracle distance, no pitfall check (which needs the
+    oracle's variants), and a GRU drift is still judged and analysed."""
+    gru = RnnConfig(cell="gru")
+    weights = rnn_weights(gru, gates=3)
+    reference = {name: array.astype(np.float32) for name, array in oracle_outputs(gru, weights, INPUTS).items()}
+    stored = dataclasses.replace(golden(reference), config=gru)
+    blind = CaseFacts(config=gru, inputs_sha256=INPUTS_SHA, weights_sha256=WEIGHTS_SHA, oracle=None,
+                      variant_oracle=None)
+    cell = judge_cell(blind, "onnxruntime-legacy", stored, execution(moved(reference, "output", (0, 1, 3), 0.1)),
+                      TOLERANCE)
+    assert cell.verdict is Verdict.DRIFT and cell.oracle is None and cell.golden_oracle is None
+    assert cell.analysis and not any("pitfall" in line for line in cell.analysis)

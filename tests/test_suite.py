@@ -15,7 +15,7 @@ def test_default_suite_starts_with_the_reference_case_and_covers_every_axis() ->
     assert configs[0] == REFERENCE_CONFIG
     assert len(configs) >= 41
     assert {c.cell for c in configs} == {"rnn_tanh", "rnn_relu", "lstm", "gru"}
-    assert {c.dtype for c in configs} == {"float32", "float64"}
+    assert {c.dtype for c in configs} == {"float32", "float64", "float16", "bfloat16"}
     assert {c.initial_state for c in configs} == {"zeros", "random"}
     assert {c.input for c in configs} == {"hello", "random"}
     assert any(c.bidirectional for c in configs) and any(c.batch_first for c in configs)

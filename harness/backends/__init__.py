@@ -42,18 +42,52 @@ def _onnxruntime(exporter: str, device: str) -> Callable[[], Backend]:
     return build
 
 
+def _torch_export() -> Backend:
+    from harness.backends.torch_export import TorchExportBackend
+
+    return TorchExportBackend()
+
+
+def _torch_compile() -> Backend:
+    from harness.backends.torch_compile import TorchCompileBackend
+
+    return TorchCompileBackend()
+
+
+def _onnx_reference(exporter: str) -> Callable[[], Backend]:
+    def build() -> Backend:
+        from harness.backends.onnx_reference import OnnxReferenceBackend
+
+        return OnnxReferenceBackend(exporter)  # type: ignore[arg-type]
+
+    return build
+
+
 BUILTIN_BACKENDS: dict[str, Callable[[], Backend]] = {
     "eager": _eager("cpu"),
     "torchscript-script": _torchscript("script"),
     "torchscript-trace": _torchscript("trace"),
     "onnxruntime-legacy": _onnxruntime("legacy", "cpu"),
     "onnxruntime-dynamo": _onnxruntime("dynamo", "cpu"),
+    "torch-export": _torch_export,
+    "torch-compile": _torch_compile,
+    "onnx-reference-legacy": _onnx_reference("legacy"),
+    "onnx-reference-dynamo": _onnx_reference("dynamo"),
     "eager-cuda": _eager("cuda"),
     "onnxruntime-legacy-cuda": _onnxruntime("legacy", "cuda"),
     "onnxruntime-dynamo-cuda": _onnxruntime("dynamo", "cuda"),
 }
+# Families a user can name instead of backends (CPU variants; name the -cuda ones explicitly).
+FAMILIES = {
+    "torch": ("eager", "torchscript-script", "torchscript-trace", "torch-export", "torch-compile"),
+    "onnx": ("onnxruntime-legacy", "onnxruntime-dynamo", "onnx-reference-legacy", "onnx-reference-dynamo"),
+}
+# Backends that run the very same export on two runtimes: one drifting alone names its runtime.
+SAME_EXPORT_RUNTIMES = (("onnxruntime-legacy", "onnx-reference-legacy"),
+                        ("onnxruntime-dynamo", "onnx-reference-dynamo"))
 REFERENCE_BACKEND = "eager"
-DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "onnxruntime-legacy", "onnxruntime-dynamo")
+DEFAULT_BACKENDS = ("eager", "torchscript-script", "torchscript-trace", "torch-export", "torch-compile",
+                    "onnxruntime-legacy", "onnxruntime-dynamo", "onnx-reference-legacy", "onnx-reference-dynamo")
 CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cuda")  # default where CUDA is present
 
 
@@ -94,11 +128,13 @@ def backend_names() -> list[str]:
 
 
 def expand_backend_names(names: Sequence[str]) -> list[str]:
-    """Exact names stay; a family name (``onnxruntime``, ``torchscript``) means its CPU variants."""
+    """Exact names stay; a family means its CPU members: ``torch`` (eager, TorchScript, torch.export,
+    torch.compile), ``onnx`` (every ONNX backend), or a prefix (``onnxruntime``, ``torchscript``)."""
     known = backend_names()
     expanded: list[str] = []
     for name in names:
-        family = [k for k in known if k.startswith(f"{name}-") and not k.endswith("-cuda")]
+        family = ([k for k in FAMILIES[name] if k in known] if name in FAMILIES and name not in known
+                  else [k for k in known if k.startswith(f"{name}-") and not k.endswith("-cuda")])
         for resolved in [name] if name in known or not family else family:
             if resolved not in expanded:
                 expanded.append(resolved)

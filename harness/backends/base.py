@@ -78,6 +78,7 @@ class ArtifactBackend(Backend, Protocol):
 
     artifact_kind: str
     loader_packages: tuple[str, ...]  # what loading (not exporting) needs: replay runs where only these exist
+    export_name: str  # backends that export the same artifact share it (cache key): e.g. "onnx-legacy"
 
     def export_options(self) -> dict[str, Any]:
         """The exporter's options that change the artifact (part of the export cache's key)."""

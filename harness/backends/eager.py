@@ -12,6 +12,7 @@ from harness.backends.base import Availability
 from harness.backends.wrappers import flat_module_for
 from harness.model.case import Case
 from harness.model.config import RnnConfig
+from harness.model.tensors import to_numpy, to_torch
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,10 @@ class TorchModel:
     output_names: tuple[str, ...]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = [torch.from_numpy(array).to(self.device) for array in inputs.values()]
+        tensors = [to_torch(array).to(self.device) for array in inputs.values()]
         with torch.no_grad(), _no_tf32():
             outputs = self.module(*tensors)
-        return {name: tensor.detach().cpu().numpy() for name, tensor in zip(self.output_names, outputs, strict=True)}
+        return {name: to_numpy(tensor) for name, tensor in zip(self.output_names, outputs, strict=True)}
 
 
 class _no_tf32:

@@ -50,13 +50,14 @@ class OnnxRuntimeBackend:
 
     uses_torch_kernels = False
     artifact_kind = "onnx"
-    loader_packages = ("onnxruntime",)
+    loader_packages: tuple[str, ...] = ("onnxruntime",)
 
     def __init__(self, exporter: Exporter, device: str = "cpu") -> None:
         self.exporter = exporter
         self.device = device
         suffix = "" if device == "cpu" else f"-{device}"
         self.name = f"onnxruntime-{exporter}{suffix}"
+        self.export_name = f"onnx-{exporter}"  # the same export for ORT CPU, CUDA and the reference evaluator
         self.description = (
             f"torch.onnx.export(dynamo={exporter == 'dynamo'}, opset {OPSET[exporter]}) "
             f"-> onnxruntime {_PROVIDER[device]}"
@@ -74,6 +75,9 @@ class OnnxRuntimeBackend:
 
     def known_limitation(self, config: RnnConfig) -> str | None:
         """Failures measured with torch 2.13 / onnxruntime 1.32; each is still tried."""
+        if config.dtype == "bfloat16":
+            return ("ONNX Runtime has no bfloat16 kernels for RNN/LSTM/GRU (the legacy export is refused as an invalid "
+                    "graph; the dynamo one finds no kernel)")
         if config.proj_size and self.exporter == "legacy":
             return "the legacy ONNX exporter cannot export LSTM with projections (proj_size)"
         if config.proj_size:
@@ -132,9 +136,10 @@ class OnnxRuntimeBackend:
         import torch
 
         from harness.backends.wrappers import flat_module_for
+        from harness.model.tensors import to_torch
 
         wrapper = flat_module_for(case)
-        examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
+        examples = tuple(to_torch(array) for array in case.inputs.values())
         inputs, outputs = case.input_names, case.output_names
         if self.exporter == "dynamo":
             with _torchlib_registry_built_once():

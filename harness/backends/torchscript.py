@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import zipfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,17 +29,19 @@ class TorchScriptBackend:
     device = "cpu"
     uses_torch_kernels = True
     artifact_kind = "torchscript"
-    loader_packages = ("torch",)
+    loader_packages: tuple[str, ...] = ("torch",)
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
         self.name = f"torchscript-{mode}"
+        self.export_name = self.name
         self.description = f"torch.jit.{mode} of a wrapper module, CPU"
 
     def availability(self) -> Availability:
         if importlib.util.find_spec("torch") is None:
             return Availability(available=False, reason="package torch is not installed")
         import torch
+
 
         if not hasattr(torch, "jit"):
             return Availability(available=False, reason="this torch has no torch.jit")
@@ -54,23 +57,25 @@ class TorchScriptBackend:
         return self.load(self.export(case), case.output_names)
 
     def export_options(self) -> dict[str, Any]:
-        return {"exporter": f"torch.jit.{self.mode}", "saved_with": "torch.jit.save"}
+        return {"exporter": f"torch.jit.{self.mode}", "saved_with": "torch.jit.save",
+                "stripped": ["*.debug_pkl (source ranges with this machine's paths)"]}
 
     def export(self, case: Case) -> Artifact:
         """The scripted or traced wrapper, saved as a TorchScript archive (.pt)."""
         import torch
 
         from harness.backends.wrappers import flat_module_for
+        from harness.model.tensors import to_torch
 
         wrapper = flat_module_for(case)
         if self.mode == "script":
             compiled = torch.jit.script(wrapper)
         else:
-            examples = tuple(torch.from_numpy(array) for array in case.inputs.values())
+            examples = tuple(to_torch(array) for array in case.inputs.values())
             compiled = torch.jit.trace(wrapper, examples)  # type: ignore[no-untyped-call]
         buffer = io.BytesIO()
         torch.jit.save(compiled, buffer)
-        return Artifact(kind="torchscript", data=buffer.getvalue(),
+        return Artifact(kind="torchscript", data=_without_debug_info(buffer.getvalue()),
                         producer={**self.export_options(), "versions": {"torch": package_version("torch")}})
 
     def load(self, artifact: Artifact, output_names: Sequence[str]) -> TorchModel:
@@ -80,3 +85,16 @@ class TorchScriptBackend:
 
         module = torch.jit.load(io.BytesIO(artifact.data), map_location="cpu")  # type: ignore[no-untyped-call]
         return TorchModel(module.eval(), "cpu", tuple(output_names))
+
+
+def _without_debug_info(archive: bytes) -> bytes:
+    """The TorchScript archive without its `.debug_pkl` members: they map code to source ranges, absolute
+    paths of this checkout and venv included, so the same module saved from two machines differed in bytes
+    (and they are half the archive). torch.jit.load does not need them; the computation is unchanged."""
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for member in source.infolist():
+            if not member.filename.endswith(".debug_pkl"):
+                target.writestr(member, source.read(member.filename))
+    return buffer.getvalue()

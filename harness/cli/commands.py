@@ -34,6 +34,12 @@ def cmd_list(values: Values) -> int:
     from harness.session.settings import settings_from
 
     suite = load_suite(values["suite"], max_memory=settings_from(values).max_memory)
+    if values["list_backends"]:
+        from harness.backends.catalog import backend_catalog
+        from harness.reports.backend_list import backend_lines
+
+        print("\n".join(backend_lines(backend_catalog(suite), suite.source)))
+        return EXIT_OK
     reference = RnnConfig().to_dict()
     width = max(len(config_id) for config_id in suite.ids())
     for config in suite.configs:

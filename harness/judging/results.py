@@ -58,6 +58,7 @@ class CellResult:
     outputs_sha256: str = ""  # what this backend computed, to compare environments bitwise (merge)
     artifact_check: ArtifactCheck | None = None  # exported backends whose golden stores their artifact
     artifact_source: str = ""  # "cache", "exported", "stored" (replay), or why the cache entry was rebuilt
+    runtime_finding: str = ""  # ONNX Runtime against the reference evaluator on the same export (judging.runtimes)
     notes: tuple[str, ...] = ()
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0
@@ -91,6 +92,7 @@ class RunReport:
     live_reference: bool = False  # `harness check`: judged against eager computed now, not goldens
     replay: bool = False  # `harness replay`: the stored artifacts run under today's runtimes
     cache_dir: str = ""  # the export cache this run used ("" when off)
+    backend_settings: dict[str, dict[str, object]] = field(default_factory=dict)  # e.g. torch.compile's
     hints: dict[str, str] = field(default_factory=dict)  # what to run next, keyed by situation
     wall_seconds: float = 0.0
     label: str = ""  # names this environment when reports from several machines are merged

@@ -74,5 +74,7 @@ def build_case(config: RnnConfig) -> Case:
 
 def weights_sha256(module: torch.nn.Module) -> str:
     """sha256 over every parameter's name, shape, dtype and bytes, in state_dict order."""
-    arrays = {name: tensor.detach().cpu().numpy() for name, tensor in module.state_dict().items()}
+    from harness.model.tensors import to_numpy
+
+    arrays = {name: to_numpy(tensor) for name, tensor in module.state_dict().items()}
     return arrays_sha256(arrays)

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 from harness.errors import ConfigError
 
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
-DType = Literal["float32", "float64"]
+DType = Literal["float32", "float64", "float16", "bfloat16"]
 InitialState = Literal["zeros", "random"]
 InputKind = Literal["hello", "random"]
 
@@ -23,7 +23,8 @@ HELLO_BATCH = 5
 VOCABULARY_SIZE = 4  # h, e, l, o
 
 _CELL_ID = {"rnn_tanh": "rnn", "rnn_relu": "rnnrelu", "lstm": "lstm", "gru": "gru"}
-_DTYPE_ID = {"float64": "f64"}  # an unknown dtype has no id: messages then show the raw fields
+# An unknown dtype has no id: messages then show the raw fields.
+_DTYPE_ID = {"float64": "f64", "float16": "f16", "bfloat16": "bf16"}
 MAX_SEED = 2**63 - 1  # torch.manual_seed and NumPy generators take seeds in 0..2^63-1
 MAX_SIZE = 2**31 - 1  # sizes beyond a C int are no RNN anyone runs; the memory budget refuses far less
 MAX_LAYERS = 1024

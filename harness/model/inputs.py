@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.config import RnnConfig
+from harness.model.dtypes import numpy_dtype
 
 HELLO_VOCABULARY = {"h": [1, 0, 0, 0], "e": [0, 1, 0, 0], "l": [0, 0, 1, 0], "o": [0, 0, 0, 1]}
 HELLO_WORDS = ("hello", "olleh", "lleel")  # the notebook's three rows: (3, 5, 4), sequence-first
@@ -26,7 +27,7 @@ def hello_batch() -> np.ndarray:
 
 def build_inputs(config: RnnConfig) -> dict[str, np.ndarray]:
     """Named inputs in the config's dtype and layout: input, then h0 (and c0) for random state."""
-    dtype = np.dtype(config.dtype)
+    dtype = numpy_dtype(config.dtype)
     if config.input == "hello":
         sequence_first = hello_batch()
     else:

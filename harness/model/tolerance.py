@@ -29,6 +29,7 @@ class Tolerance:
     rtol: float
     bitwise: bool = False
     equal_nan: bool = False  # a NaN matches a NaN at the same index (default: every NaN is a mismatch)
+    derivation: str = ""  # how it was chosen, when not from the table (model.calibration)
 
     def __post_init__(self) -> None:
         for name in ("atol", "rtol"):
@@ -55,8 +56,8 @@ class Tolerance:
             raise ToleranceError(f"{where}: {error.message}") from None
 
     def describe(self) -> str:
-        text = "bitwise" if self.bitwise else f"atol={self.atol:g} rtol={self.rtol:g}"
-        return text + (" equal_nan" if self.equal_nan else "")
+        text = "bitwise" if self.bitwise else f"atol={self.atol:.3g} rtol={self.rtol:g}"
+        return text + (" equal_nan" if self.equal_nan else "") + (f" ({self.derivation})" if self.derivation else "")
 
     def looser_than_float32_sense(self, dtype: str) -> bool:
         """A float32 tolerance this loose lets a real drift pass: worth a warning in the report."""
@@ -71,6 +72,9 @@ DEFAULT_TOLERANCES: tuple[tuple[str, str, Tolerance], ...] = (
     ("*-cuda", "float32", Tolerance(atol=1e-5, rtol=1e-5)),
     ("*", "float32", Tolerance(atol=2e-6, rtol=1e-5)),
     ("*", "float64", Tolerance(atol=1e-12, rtol=1e-10)),
+    # Low precision is calibrated per golden (model.calibration); these only serve goldens without one.
+    ("*", "float16", Tolerance(atol=3e-3, rtol=0.0, derivation="uncalibrated default")),
+    ("*", "bfloat16", Tolerance(atol=2e-2, rtol=0.0, derivation="uncalibrated default")),
 )
 
 
@@ -83,15 +87,19 @@ class TolerancePolicy:
     per_config: dict[str, Tolerance] = field(default_factory=dict)  # from atol/rtol keys of suite cases
     equal_nan: bool = False  # --equal-nan: NaN matches NaN at the same index, in every cell
 
-    def for_cell(self, backend: str, dtype: str, config_id: str = "") -> Tolerance:
-        chosen = self._chosen(backend, dtype, config_id)
+    def for_cell(self, backend: str, dtype: str, config_id: str = "", calibrated: Tolerance | None = None
+                 ) -> Tolerance:
+        """calibrated: a low-precision golden's own tolerance, below the override and the suite's in precedence."""
+        chosen = self._chosen(backend, dtype, config_id, calibrated)
         return dataclasses.replace(chosen, equal_nan=True) if self.equal_nan else chosen
 
-    def _chosen(self, backend: str, dtype: str, config_id: str) -> Tolerance:
+    def _chosen(self, backend: str, dtype: str, config_id: str, calibrated: Tolerance | None) -> Tolerance:
         if self.override is not None:
             return self.override
         if config_id in self.per_config:
             return self.per_config[config_id]
+        if calibrated is not None:
+            return calibrated
         for pattern, table_dtype, tolerance in DEFAULT_TOLERANCES:
             if table_dtype == dtype and fnmatch.fnmatchcase(backend, pattern):
                 return tolerance

@@ -34,6 +34,8 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
     """The whole terminal report; passing runs stay short, -v (verbose) adds every detail."""
     legend = REPLAY_LEGEND if report.replay else CHECK_LEGEND if report.live_reference else LEGEND
     lines = [*_header(report), "", *_table(report), legend]
+    lines += [f"  {name} settings: " + ", ".join(f"{key}={value}" for key, value in settings.items())
+              for name, settings in report.backend_settings.items()]
     failures = [cell for cell in report.failures if cell.verdict is not Verdict.MISSING]
     if failures:
         lines += ["", "Failures:"]
@@ -41,7 +43,7 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
             lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
                                    reference="the reference" if report.live_reference else "the golden")
     lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report)
-    lines += _moved(report) + _artifacts(report) + _cache(report, verbose=verbose)
+    lines += _calibrated(report) + _moved(report) + _artifacts(report) + _cache(report, verbose=verbose)
     lines += _oracle_summary(report) + _not_compared(report)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
     lines += ["", summary_line(report)]
@@ -56,6 +58,16 @@ def _missing(report: RunReport) -> list[str]:
     return ["", f"Missing goldens ({counted(len(missing), 'config')}; every other cell was judged; exit 2):",
             *(f"  {config_id}" for config_id in missing),
             f"  record them: {record} " + " ".join(f"--config {config_id}" for config_id in missing)]
+
+
+def _calibrated(report: RunReport) -> list[str]:
+    """Each low-precision config's tolerance, and how it was derived (it differs per golden)."""
+    tolerances = {cell.config_id: cell.tolerance for cell in report.cells
+                  if cell.tolerance is not None and cell.tolerance.derivation}
+    if not tolerances:
+        return []
+    return ["", "Tolerances not from the table (float16/bfloat16: calibrated on the float64 oracle, per golden):",
+            *(f"  {config_id}: {tolerance.describe()}" for config_id, tolerance in tolerances.items())]
 
 
 def _artifacts(report: RunReport) -> list[str]:
@@ -149,6 +161,8 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
     lines += [f"    {line}" for line in cell.analysis]
     if cell.past and cell.past.status is not PastStatus.NEW:
         lines.append(f"    own fingerprint: {cell.past.summary}")
+    if cell.runtime_finding:
+        lines.append(f"    same export, two runtimes: {cell.runtime_finding}")
     if cell.artifact_check and cell.artifact_check.changed:
         lines.append(f"    artifact: {cell.artifact_check.cause.value}: {cell.artifact_check.summary}")
         lines += [f"      structure: {line}" for line in cell.artifact_check.structure_diff]

@@ -49,9 +49,10 @@ def artifact_backend(backend: Backend) -> ArtifactBackend | None:
 
 
 def cache_key(config_hash: str, backend: ArtifactBackend) -> str:
-    """sha256 of what decides an export: the config, the backend and its options, the exporting packages
+    """sha256 of what decides an export: the config, the export (backends that run the same one share it) and
+    its options, the exporting packages
     (version and installed files) and the harness's own backend code."""
-    parts = {"config": config_hash, "backend": backend.name, "options": backend.export_options(),
+    parts = {"config": config_hash, "export": backend.export_name, "options": backend.export_options(),
              "packages": _package_identities(), "harness": [__version__, _backend_code_digest()]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 

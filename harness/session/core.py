@@ -19,20 +19,29 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.backends import REFERENCE_BACKEND, default_backend_names, expand_backend_names, resolve_backends
+from harness.backends import (
+    REFERENCE_BACKEND,
+    SAME_EXPORT_RUNTIMES,
+    default_backend_names,
+    expand_backend_names,
+    resolve_backends,
+)
 from harness.backends.base import Backend
 from harness.errors import GoldenError, UnknownNameError
 from harness.judging.compare import non_finite
 from harness.judging.judge import CaseFacts
 from harness.judging.results import CellResult, RunReport
+from harness.judging.runtimes import with_runtime_findings
+from harness.model.calibration import Calibration, calibrate
 from harness.model.config import RnnConfig
+from harness.model.dtypes import LOW_PRECISION
 from harness.model.environment import Environment, environment_differences, environment_label, utc_now
 from harness.model.shard import select_shard
 from harness.model.suite import Suite, load_suite
 from harness.model.tolerance import LOOSE_FLOAT32_ATOL, TolerancePolicy
 from harness.session.artifacts import stored_entry
 from harness.session.execution import case_facts, environment_now, execute, judged_cell, pinned_threads
-from harness.session.record import RecordResult, describe_changes, fingerprint_backends
+from harness.session.record import RecordResult, backend_settings, describe_changes, fingerprint_backends
 from harness.session.settings import Settings, policy_for
 from harness.store.cache import ExportCache, default_cache_dir
 from harness.store.golden import Golden, GoldenStore, default_golden_dir
@@ -48,6 +57,13 @@ class PreparedCase:
 
     case: Case
     facts: CaseFacts
+
+
+def calibration_for(config: RnnConfig, reference: dict[str, np.ndarray], facts: CaseFacts) -> Calibration | None:
+    """A float16/bfloat16 golden's tolerance, calibrated on the float64 oracle of its own case."""
+    if config.dtype not in LOW_PRECISION or facts.oracle is None:
+        return None
+    return calibrate(reference, facts.oracle, config.dtype)
 
 
 class Session:
@@ -169,6 +185,7 @@ class Session:
             backend_tensors=recorded.backend_tensors,
             artifacts={backend: stored_entry(config.id, backend, artifact)
                        for backend, artifact in recorded.artifacts.items()},
+            calibration=calibration_for(config, reference, prepared.facts),
         )
         path, cleaned = self.store.write(
             golden, force=force, artifacts={backend: artifact.data for backend, artifact in recorded.artifacts.items()})
@@ -220,7 +237,8 @@ class Session:
                               reason=self.missing_reason(config.id))
         with self.pinned():
             prepared = self.prepared(config)
-            tolerance = self.policy.for_cell(backend_name, config.dtype, config.id)
+            tolerance = self.policy.for_cell(backend_name, config.dtype, config.id,
+                                             calibrated=golden.calibrated_tolerance())
             cell = judged_cell(prepared.case, prepared.facts, self.backend(backend_name), golden, tolerance,
                                include_slow=self.settings.include_slow, cache=self.cache,
                                store=None if self.settings.live_reference else self.store)
@@ -235,7 +253,7 @@ class Session:
         configs = self.configs
         names = self.backend_names
         self._resolved  # noqa: B018  # resolve (and reject unavailable named backends) before any work
-        cells = self.judge_all(configs, names, on_cell)
+        cells = list(with_runtime_findings(self.judge_all(configs, names, on_cell), SAME_EXPORT_RUNTIMES))
         environment = self.environment()
         return RunReport(
             suite=self.suite.source,
@@ -249,6 +267,8 @@ class Session:
             warnings=self.tolerance_warnings(),
             live_reference=self.settings.live_reference,
             cache_dir=str(self.cache.root) if self.cache else "",
+            backend_settings={backend.name: settings for backend in self.runnable_backends()
+                              if (settings := backend_settings(backend))},
             hints={"record": self.cli_command("record"), "prune": self.cli_command("prune")},
             wall_seconds=time.perf_counter() - started,
             label=self.settings.label or environment_label(environment),
@@ -332,6 +352,7 @@ class Session:
                 config=config, tensors=outputs, weights_sha256=prepared.case.weights_sha256,
                 inputs_sha256=prepared.case.inputs_sha256, recorded_by=f"{REFERENCE_BACKEND} (live, this run)",
                 recorded_at=utc_now(), environment=environment,
+                calibration=calibration_for(config, outputs, prepared.facts),
             )
         golden = self._goldens[config.id]
         assert golden is not None

@@ -18,6 +18,7 @@ from harness.judging.judge import CaseFacts, Execution, judge_cell
 from harness.judging.oracle import Variant, oracle_outputs
 from harness.judging.results import CellResult
 from harness.model.environment import Environment, current_environment, torch_build_facts
+from harness.model.tensors import to_numpy
 from harness.model.tolerance import Tolerance
 from harness.session.artifacts import artifact_backend, check_artifact, obtain
 from harness.store.cache import ExportCache
@@ -52,7 +53,7 @@ def environment_now(threads: int) -> Environment:
 
 def case_facts(case: Case) -> CaseFacts:
     """What judging needs about the case: hashes, and the float64 oracle on its own weights."""
-    weights = {name: tensor.detach().cpu().numpy() for name, tensor in case.module.state_dict().items()}
+    weights = {name: to_numpy(tensor) for name, tensor in case.module.state_dict().items()}
 
     def variant_oracle(variant: Variant) -> dict[str, np.ndarray]:
         return oracle_outputs(case.config, weights, case.inputs, variant)

@@ -90,12 +90,20 @@ def _fingerprint(case: Case, backend: Backend, reference: Outputs, cache: Export
     comparisons = compare_outputs(reference, execution.first, BITWISE)
     if any(c.layout_problem for c in comparisons):
         return {"status": "error", "reason": "outputs differ in shape from the reference"}, None
+    settings = backend_settings(backend)
     return {
+        **({"settings": settings} if settings else {}),
         "status": "ok",
         "sha256": arrays_sha256(execution.first),
         "max_ulps_to_reference": max(c.max_ulps for c in comparisons),
         "max_abs_to_reference": max(c.max_abs for c in comparisons),
     }, execution
+
+
+def backend_settings(backend: Backend) -> dict[str, Any]:
+    """What a backend says about its own settings (torch.compile: backend, mode, fullgraph, dynamic)."""
+    settings = getattr(backend, "settings", None)
+    return dict(settings()) if callable(settings) else {}
 
 
 def fingerprint_line(fingerprint: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ from harness.verdicts import Verdict
 if TYPE_CHECKING:
     from harness.session.core import Session
 
-REPLAYED_BY_DEFAULT = tuple(name for name in DEFAULT_BACKENDS if name != "eager")  # eager exports nothing
+# eager and torch.compile store no artifact (torch.compile's compiled code is not portable)
+REPLAYED_BY_DEFAULT = tuple(name for name in DEFAULT_BACKENDS if name not in ("eager", "torch-compile"))
 
 
 def replay(session: Session, on_cell: Callable[[CellResult], None] | None = None) -> RunReport:
@@ -117,7 +118,7 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
         return cell(verdict=Verdict.ERROR, reason=f"the stored artifact no longer runs here: {first_line(error)}")
     facts = CaseFacts(config=config, inputs_sha256=golden.inputs_sha256, weights_sha256=golden.weights_sha256,
                       oracle=None, variant_oracle=None)
-    tolerance = session.policy.for_cell(backend.name, config.dtype, config.id)
+    tolerance = session.policy.for_cell(backend.name, config.dtype, config.id, calibrated=golden.calibrated_tolerance())
     judged = judge_cell(facts, backend.name, golden, execution, tolerance)
     check = attribute_artifact(golden, backend.name, execution.first, execution.first, same_bytes=True, diff=())
     return dataclasses.replace(judged, artifact_check=check)

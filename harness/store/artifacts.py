@@ -1,8 +1,11 @@
 """Stored artifacts: each backend's prepared model (ONNX file, TorchScript archive), kept beside its
 golden so it can be replayed under today's runtime without re-exporting (and, for ONNX, without torch).
 
-Layout, per config id and backend:
-  golden/artifacts/<id>.<backend>.<sha12><suffix>     suffix .onnx, .pt or .pt2
+Layout, per config id:
+  golden/artifacts/<id>.<sha12><suffix>     suffix .onnx, .pt or .pt2
+
+Named by content, so backends that run the same export (ONNX Runtime and the reference evaluator) share
+one file; the manifest says which backend ran which.
 
 The file is named by the sha256 of its bytes and described in the golden's manifest (`artifacts`), with
 the exporter, its options and versions, and (for ONNX) its structural fingerprint. Like a tensors file,
@@ -51,21 +54,21 @@ class ArtifactEntry:
                    producer=data.get("producer", {}), structure=data.get("structure"))
 
 
-def artifact_file_name(config_id: str, backend: str, kind: str, sha256: str) -> str:
-    return f"{config_id}.{backend}.{sha256[:12]}{SUFFIXES[kind]}"
+def artifact_file_name(config_id: str, kind: str, sha256: str) -> str:
+    return f"{config_id}.{sha256[:12]}{SUFFIXES[kind]}"
 
 
 def artifact_entry(config_id: str, backend: str, kind: str, data: bytes, producer: dict[str, Any],
                    structure: dict[str, Any] | None) -> ArtifactEntry:
     sha256 = hashlib.sha256(data).hexdigest()
-    return ArtifactEntry(backend=backend, file=artifact_file_name(config_id, backend, kind, sha256), kind=kind,
+    return ArtifactEntry(backend=backend, file=artifact_file_name(config_id, kind, sha256), kind=kind,
                          sha256=sha256, size=len(data), producer=producer, structure=structure)
 
 
 def read_artifact(root: Path, manifest_path: Path, config_id: str, entry: ArtifactEntry) -> bytes:
     """The artifact's bytes, only from the store's own name for it inside the directory, and only when they
     match the manifest's size and sha256; GoldenError naming the file otherwise."""
-    expected = artifact_file_name(config_id, entry.backend, entry.kind, entry.sha256)
+    expected = artifact_file_name(config_id, entry.kind, entry.sha256)
     if entry.file != expected:
         raise GoldenError(f"{manifest_path}: artifact file {entry.file!r} of {entry.backend} is not this golden's "
                           f"(expected {expected} inside {root / ARTIFACTS_DIR})")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import GoldenError
+from harness.model.dtypes import numpy_dtype
 from harness.model.hashing import array_sha256, arrays_sha256, bytes_sha256
 from harness.store.documents import read_json
 
@@ -31,10 +32,9 @@ from harness.store.documents import read_json
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 NAME = re.compile(NAME_PATTERN)
 TENSORS_FILE = re.compile(rf"(?P<name>{NAME_PATTERN})\.(?P<digest>[0-9a-f]{{12}})\.npz")
-# artifacts/<name>.<backend>.<first 12 hex digits of its sha256>.<onnx|pt|pt2> (see store.artifacts)
+# artifacts/<name>.<first 12 hex digits of its sha256>.<onnx|pt|pt2> (see store.artifacts)
 ARTIFACTS_DIR = "artifacts"
-ARTIFACT_FILE = re.compile(rf"(?P<name>{NAME_PATTERN})\.(?P<backend>[a-z0-9][a-z0-9-]*)\.(?P<digest>[0-9a-f]{{12}})"
-                           r"\.(?:onnx|pt|pt2)")
+ARTIFACT_FILE = re.compile(rf"(?P<name>{NAME_PATTERN})\.(?P<digest>[0-9a-f]{{12}})\.(?:onnx|pt|pt2)")
 TEMPORARY_FILE = re.compile(rf"\.{NAME_PATTERN}\.tmp")  # what atomic_write leaves when it is killed
 LOCK_FILE = ".harness.lock"
 LOCK_TIMEOUT_SECONDS = 120
@@ -77,16 +77,6 @@ class GoldenDirectory:
             raise GoldenError(f"golden directory {self.root} does not exist (--golden-dir)")
         if not self.root.is_dir():
             raise GoldenError(f"golden directory {self.root} is not a directory (--golden-dir)")
-
-
-def numpy_dtype(name: str) -> np.dtype[Any]:
-    """The native-order numpy dtype of a manifest dtype name (bfloat16 comes from ml_dtypes)."""
-    if name == "bfloat16":
-        import ml_dtypes
-
-        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
-        return bfloat16
-    return np.dtype(name)
 
 
 def confined_tensors_path(root: Path, manifest_path: Path, tensors_file: object) -> Path:

@@ -21,9 +21,11 @@ import numpy as np
 
 from harness.errors import ConfigError, GoldenError
 from harness.model.axes import expected_shapes
+from harness.model.calibration import Calibration
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
+from harness.model.tolerance import Tolerance
 from harness.store.artifacts import ArtifactEntry, read_artifact
 from harness.store.documents import read_json, read_json_document
 from harness.store.files import (
@@ -62,6 +64,10 @@ class Golden:
     # outputs of backends that are not bitwise equal to the reference, to measure their own movement
     backend_tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)  # backend -> its stored artifact
+    calibration: Calibration | None = None  # float16/bfloat16: the tolerance calibrated on the float64 oracle
+
+    def calibrated_tolerance(self) -> Tolerance | None:
+        return self.calibration.tolerance() if self.calibration else None
 
     def all_arrays(self) -> dict[str, np.ndarray]:
         """Everything the tensors file holds: reference tensors, then '<backend>/<tensor>' entries."""
@@ -86,6 +92,7 @@ class Golden:
             "backend_fingerprints": self.backend_fingerprints,
             **({"artifacts": {backend: entry.to_dict() for backend, entry in self.artifacts.items()}}
                if self.artifacts else {}),
+            **({"calibrated_tolerance": self.calibration.to_dict()} if self.calibration else {}),
         }
 
 
@@ -136,6 +143,8 @@ class GoldenStore(GoldenDirectory):
             backend_tensors=backend_tensors,
             artifacts={backend: ArtifactEntry.from_dict(backend, entry)
                        for backend, entry in manifest.get("artifacts", {}).items()},
+            calibration=Calibration.from_dict(manifest["calibrated_tolerance"])
+            if "calibrated_tolerance" in manifest else None,
         )
 
     def artifact_bytes(self, golden: Golden, backend: str) -> bytes:

@@ -27,6 +27,7 @@ from tests.conftest import COMMITTED_GOLDEN, REFERENCE_ID
 
 CASES_FILE = Path(__file__).resolve().parent / "cases.toml"
 REFERENCE_TENSORS = next(COMMITTED_GOLDEN.glob(f"{REFERENCE_ID}.*.npz")).name
+OTHER_TENSORS = next(COMMITTED_GOLDEN.glob("rnn-h8-s1.*.npz")).name  # another golden's (re-recording renames it)
 CHUNK = 4 * 1024**2  # zero bytes per repeated deflate chunk of a bomb
 Action = dict[str, Any]
 
@@ -46,9 +47,11 @@ class Sandbox:
         return self.root / "outside"
 
     def expand(self, text: str) -> str:
-        """{root}, {golden}, {outside}, {tensors} (the reference .npz name), {committed} (the repo's golden/)."""
+        """{root}, {golden}, {outside}, {tensors} (the reference .npz name), {other_tensors} (rnn-h8-s1's),
+        {committed} (the repo's golden/)."""
         for token, value in (("{root}", self.root), ("{golden}", self.golden), ("{outside}", self.outside),
-                             ("{tensors}", REFERENCE_TENSORS), ("{committed}", COMMITTED_GOLDEN)):
+                             ("{tensors}", REFERENCE_TENSORS), ("{other_tensors}", OTHER_TENSORS),
+                             ("{committed}", COMMITTED_GOLDEN)):
             text = text.replace(token, str(value))
         return text
 
