@@ -112,3 +112,11 @@ def test_equal_nan_is_added_to_whichever_tolerance_is_chosen() -> None:
         atol=0.0, rtol=0.0, bitwise=True, equal_nan=True)
     assert TolerancePolicy().for_cell("eager", "float32").equal_nan is False
     assert own.equal_nan is False  # the chosen tolerance itself is left alone
+
+
+def test_a_calibrated_tolerance_is_chosen_and_described_with_its_derivation() -> None:
+    calibrated = Tolerance(atol=1.5e-3, rtol=0.0, derivation="calibrated: 3 x 0.0004 + 0.00024")
+    chosen = TolerancePolicy(equal_nan=True).for_cell("eager", "float16", "rnn-h8-f16-s0", calibrated)
+    assert (chosen.atol, chosen.derivation, chosen.equal_nan) == (1.5e-3, calibrated.derivation, True)
+    assert chosen.describe() == "atol=0.0015 rtol=0 equal_nan (calibrated: 3 x 0.0004 + 0.00024)"
+    assert Tolerance(atol=2e-6, rtol=1e-5).describe() == "atol=2e-06 rtol=1e-05"
