@@ -91,3 +91,32 @@ def test_a_float16_value_moved_by_1e_2_fails(cli: Callable[..., CliResult], gold
     result = cli("run", "--golden-dir", str(golden_dir), "--config", F16, "--backend", "eager", "--quiet")
     assert result.exit_code == 1, result.out
     assert f"{F16} x eager: DRIFT (tolerance atol=" in result.out and "calibrated: 3 x " in result.out
+
+
+def test_an_edited_calibration_cannot_make_a_drift_pass(cli: Callable[..., CliResult],
+                                                       golden_copy: Callable[..., Path]) -> None:
+    """A manifest whose calibrated tolerance was loosened is refused (replay relies on it); a run recomputes it
+    from the golden's tensors and its own float64 oracle anyway."""
+    golden_dir = golden_copy(F16)
+    manifest = golden_dir / f"{F16}.json"
+    document = json.loads(manifest.read_text())
+    document["calibrated_tolerance"]["multiplier"] = 1000.0
+    manifest.write_text(json.dumps(document))
+    result = cli("replay", "--golden-dir", str(golden_dir), "--config", F16, "--quiet")
+    assert result.exit_code == 2 and "calibrated_tolerance" in result.err and "(edited?)" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_calibration_edited_within_bounds_still_cannot_loosen_a_run(cli: Callable[..., CliResult],
+                                                                      golden_copy: Callable[..., Path]) -> None:
+    """Tensors moved and the manifest's eager error inflated to the largest accepted (one epsilon) together: the
+    run takes the stricter of the recorded and the recomputed calibration, so the tolerance stays below
+    3 x 2^-10 + 2^-12 = 3.2e-3 whatever is edited, and a 5e-3 change fails."""
+    golden_dir = golden_copy(F16)
+    perturb_golden(golden_dir, F16, "output", (1, 2, 3), 5e-3)
+    manifest = golden_dir / f"{F16}.json"
+    document = json.loads(manifest.read_text())
+    document["calibrated_tolerance"]["eager_error_to_float64"] = 2.0**-10  # one epsilon: the largest accepted
+    manifest.write_text(json.dumps(document))
+    result = cli("run", "--golden-dir", str(golden_dir), "--config", F16, "--backend", "eager", "--quiet")
+    assert result.exit_code == 1 and f"{F16} x eager: DRIFT" in result.out, result.out

@@ -46,6 +46,14 @@ class Calibration:
         return (f"calibrated: {self.multiplier:g} x {self.eager_error:.2g} (eager {self.dtype} to the float64 "
                 f"oracle) + {self.absolute_term:.2g} (a quarter of {self.dtype}'s epsilon)")
 
+    def plausible(self) -> bool:
+        """Made by this harness: its multiplier and absolute term for the dtype, and eager at most one epsilon
+        from the float64 oracle (the suite's worst is 0.54 epsilon in float16, 0.35 in bfloat16)."""
+        if self.dtype not in EPSILON:
+            return False
+        return (self.multiplier == MULTIPLIER and self.absolute_term == ABSOLUTE_TERM[self.dtype]
+                and 0 <= self.eager_error <= EPSILON[self.dtype])
+
     def tolerance(self) -> Tolerance:
         return Tolerance(atol=self.atol, rtol=0.0, derivation=self.derivation)
 

@@ -41,6 +41,19 @@ def estimated_cost(config: RnnConfig, *, include_slow: bool = False) -> float:
     return 0.8 + per_step * steps + size + unrolled
 
 
+COMPILE_SECONDS = 25.0  # a torch.compile cell's worker, cold (docs/backends.md): it outweighs any other config
+
+
+def _compiled_here(configs: Sequence[RnnConfig], names: tuple[str, ...], include_slow: bool) -> set[str]:
+    """The configs whose torch.compile cell runs in this run (the others are left out as slow)."""
+    if "torch-compile" not in names:
+        return set()
+    from harness.backends import get_backend
+
+    backend = get_backend("torch-compile")
+    return {config.id for config in configs if include_slow or not backend.is_slow(config)}
+
+
 def judged_in_parallel(
     settings: Settings, configs: Sequence[RnnConfig], backend_names: Sequence[str], jobs: int,
     on_cell: Callable[[CellResult], None] | None = None,
@@ -62,8 +75,10 @@ def judged_in_parallel(
             if on_cell:
                 on_cell(cell)
 
-    todo = sorted(range(len(configs)), key=lambda index: -estimated_cost(configs[index],
-                                                                          include_slow=settings.include_slow))
+    compiled = _compiled_here(configs, names, settings.include_slow)
+    todo = sorted(range(len(configs)), key=lambda index: -(
+        estimated_cost(configs[index], include_slow=settings.include_slow)
+        + (COMPILE_SECONDS if configs[index].id in compiled else 0.0)))
     while todo:
         lost, todo = _drain(settings, configs, names, todo, jobs, finished)
         if len(lost) > 1:  # several were in flight when one worker died: judge them one at a time to tell which

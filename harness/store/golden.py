@@ -143,8 +143,7 @@ class GoldenStore(GoldenDirectory):
             backend_tensors=backend_tensors,
             artifacts={backend: ArtifactEntry.from_dict(backend, entry)
                        for backend, entry in manifest.get("artifacts", {}).items()},
-            calibration=Calibration.from_dict(manifest["calibrated_tolerance"])
-            if "calibrated_tolerance" in manifest else None,
+            calibration=_plausible_calibration(manifest_path, config, manifest.get("calibrated_tolerance")),
         )
 
     def artifact_bytes(self, golden: Golden, backend: str) -> bytes:
@@ -213,6 +212,18 @@ class GoldenStore(GoldenDirectory):
             raise GoldenError(f"{path}: no golden for this config")
         check_manifest_path(path)
         return read_json_document(path, what="golden manifest", schema=MANIFEST_SCHEMA, error=GoldenError)
+
+
+def _plausible_calibration(path: Path, config: RnnConfig, stored: dict[str, Any] | None) -> Calibration | None:
+    """The manifest's calibrated tolerance, only as the harness makes them (a replay, which has no oracle to
+    recompute it, relies on it): its dtype, multiplier and absolute term, and an eager error below one epsilon."""
+    if stored is None:
+        return None
+    calibration = Calibration.from_dict(stored)
+    if calibration.dtype != config.dtype or not calibration.plausible():
+        raise GoldenError(f"{path}: calibrated_tolerance {calibration.derivation} is not one the harness makes for "
+                          f"{config.dtype} (edited?)")
+    return calibration
 
 
 def _version(schema: str) -> int:
