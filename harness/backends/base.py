@@ -51,6 +51,19 @@ class Backend(Protocol):
         """Export / compile / load the case's module; raises on failure."""
 
 
+def torch_availability(feature: str) -> Availability:
+    """torch is installed and has torch.<feature> (jit, export, compile); torch is imported only to check."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return Availability(available=False, reason="package torch is not installed")
+    import torch
+
+    if not hasattr(torch, feature):
+        return Availability(available=False, reason=f"this torch has no torch.{feature}")
+    return Availability(available=True)
+
+
 ARTIFACT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "torch-export": ".pt2"}
 
 

@@ -6,12 +6,11 @@ cell whose serialization changes bits is an error of the export, not drift of th
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import Artifact, Availability
+from harness.backends.base import Artifact, Availability, torch_availability
 from harness.model.config import RnnConfig
 from harness.model.environment import package_version
 
@@ -40,14 +39,7 @@ class TorchExportBackend:
     loader_packages: tuple[str, ...] = ("torch",)
 
     def availability(self) -> Availability:
-        if importlib.util.find_spec("torch") is None:
-            return Availability(available=False, reason="package torch is not installed")
-        import torch
-
-
-        if not hasattr(torch, "export"):
-            return Availability(available=False, reason="this torch has no torch.export")
-        return Availability(available=True)
+        return torch_availability("export")
 
     def known_limitation(self, config: RnnConfig) -> str | None:
         return None

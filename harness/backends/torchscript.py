@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import zipfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.backends.base import Artifact, Availability
+from harness.backends.base import Artifact, Availability, torch_availability
 from harness.model.config import RnnConfig
 from harness.model.environment import package_version
 
@@ -38,14 +37,7 @@ class TorchScriptBackend:
         self.description = f"torch.jit.{mode} of a wrapper module, CPU"
 
     def availability(self) -> Availability:
-        if importlib.util.find_spec("torch") is None:
-            return Availability(available=False, reason="package torch is not installed")
-        import torch
-
-
-        if not hasattr(torch, "jit"):
-            return Availability(available=False, reason="this torch has no torch.jit")
-        return Availability(available=True)
+        return torch_availability("jit")
 
     def known_limitation(self, config: RnnConfig) -> str | None:
         return None

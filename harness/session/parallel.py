@@ -97,14 +97,7 @@ def _judged_here(settings: Settings, configs: Sequence[RnnConfig], names: tuple[
     """In this process, with one Session: a pool would cost more than it saves."""
     from harness.session.core import Session
 
-    session = Session(settings)
-    cells = []
-    for config in configs:
-        for name in names:
-            cells.append(session.judge(config, name))
-            if on_cell:
-                on_cell(cells[-1])
-    return cells
+    return Session(settings).judge_all(tuple(configs), names, on_cell)
 
 
 def _drain(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, ...], order: list[int],
