@@ -21,7 +21,7 @@ from harness import __version__
 from harness.backends.base import Artifact, ArtifactBackend, Backend
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.judge import compare_with_past
-from harness.judging.results import ArtifactCheck, PastComparison
+from harness.judging.results import ArtifactCheck
 from harness.model.hashing import arrays_sha256
 from harness.store.artifacts import ArtifactEntry, artifact_entry
 from harness.store.cache import ExportCache
@@ -144,9 +144,7 @@ def attribute_artifact(golden: Golden, backend: str, fresh: Outputs, replayed: O
         cause, summary = ArtifactCause.UNCHANGED, (
             "the fresh export is bitwise the stored artifact" if same_bytes else
             "the stored artifact and a fresh export compute the recorded outputs")
-    return ArtifactCheck(cause=cause, summary=summary, same_bytes=same_bytes, structure_diff=diff,
-                         replay=replay if replay.status is PastStatus.MOVED else PastComparison(
-                             status=replay.status, summary=replay.summary))
+    return ArtifactCheck(cause=cause, summary=summary, same_bytes=same_bytes, structure_diff=diff, replay=replay)
 
 
 def _structure_diff(entry: ArtifactEntry, fresh: Artifact) -> tuple[str, ...]:

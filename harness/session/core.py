@@ -146,11 +146,8 @@ class Session:
         if self.settings.live_reference:
             return self._live_golden(config)
         if config.id not in self._goldens:
-            self._goldens[config.id] = self._stored(config)
+            self._goldens[config.id] = self.store.load_for(config) if self.store.exists(config.id) else None
         return self._goldens[config.id]
-
-    def _stored(self, config: RnnConfig) -> Golden | None:
-        return self.store.load_for(config) if self.store.exists(config.id) else None
 
     def stale_goldens(self) -> tuple[str, ...]:
         """Suite goldens in the directory that no config of the whole suite uses (independent of the

@@ -7,12 +7,12 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.backends.base import Backend
+from harness.backends.base import Backend, PreparedModel
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.judge import CaseFacts, Execution, judge_cell
 from harness.judging.oracle import Variant, oracle_outputs
@@ -68,23 +68,29 @@ def execute(case: Case, backend: Backend, cache: ExportCache | None = None) -> E
     """Prepare the backend for the case and run it twice; upstream warnings become notes. An exporting
     backend's artifact comes from the cache when it holds one (with the notes its export raised)."""
     exporting = artifact_backend(backend)
-    obtained = None
+    if exporting is None:
+        return timed_execution(lambda: backend.prepare(case), case.inputs)
+    started = time.perf_counter()
+    obtained = obtain(case, exporting, cache)  # captures what its export says
+    exported_seconds = time.perf_counter() - started
+    execution = timed_execution(lambda: exporting.load(obtained.artifact, case.output_names), case.inputs)
+    return dataclasses.replace(execution, notes=tuple(dict.fromkeys([*obtained.notes, *execution.notes])),
+                               prepare_seconds=exported_seconds + execution.prepare_seconds,
+                               artifact=obtained.artifact, artifact_source=obtained.source)
+
+
+def timed_execution(prepare: Callable[[], PreparedModel], inputs: dict[str, np.ndarray]) -> Execution:
+    """Prepare a model and run it twice on the inputs, timed; upstream warnings become notes (a run and a
+    replay of a stored artifact alike)."""
     with captured_upstream_messages() as upstream:
         prepare_started = time.perf_counter()
-        if exporting is not None:
-            obtained = obtain(case, exporting, cache)
-            model = exporting.load(obtained.artifact, case.output_names)
-        else:
-            model = backend.prepare(case)
+        model = prepare()
         run_started = time.perf_counter()
-        first = model.run(case.inputs)
+        first = model.run(inputs)
         run_seconds = time.perf_counter() - run_started
-        second = model.run(case.inputs)
-    notes = tuple(dict.fromkeys([*(obtained.notes if obtained else ()), *upstream]))
-    return Execution(first=first, second=second, notes=notes,
-                     prepare_seconds=run_started - prepare_started, run_seconds=run_seconds,
-                     artifact=obtained.artifact if obtained else None,
-                     artifact_source=obtained.source if obtained else "")
+        second = model.run(inputs)
+    return Execution(first=first, second=second, notes=tuple(upstream),
+                     prepare_seconds=run_started - prepare_started, run_seconds=run_seconds)
 
 
 def judged_cell(

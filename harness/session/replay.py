@@ -15,19 +15,18 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from harness.backends import DEFAULT_BACKENDS, expand_backend_names, get_backend
 from harness.backends.base import Artifact, ArtifactBackend, Backend
-from harness.backends.capture import captured_upstream_messages, first_line
+from harness.backends.capture import first_line
 from harness.errors import BackendUnavailableError
-from harness.judging.judge import CaseFacts, Execution, judge_cell
+from harness.judging.judge import CaseFacts, judge_cell
 from harness.judging.results import CellResult, RunReport
 from harness.model.config import RnnConfig
 from harness.model.environment import current_environment, environment_label
 from harness.model.hashing import arrays_sha256
 from harness.model.inputs import build_inputs
 from harness.session.artifacts import attribute_artifact
+from harness.session.execution import timed_execution
 from harness.store.golden import Golden
 from harness.verdicts import Verdict
 
@@ -113,12 +112,13 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
                         producer=entry.producer)
     try:
         with session.pinned() if "torch" in backend.loader_packages else nullcontext():
-            execution = _execute(backend, artifact, list(golden.tensors), inputs)
+            execution = timed_execution(lambda: backend.load(artifact, list(golden.tensors)), inputs)
     except Exception as error:  # a stored artifact that no longer runs is a result
         return cell(verdict=Verdict.ERROR, reason=f"the stored artifact no longer runs here: {first_line(error)}")
     facts = CaseFacts(config=config, inputs_sha256=golden.inputs_sha256, weights_sha256=golden.weights_sha256,
                       oracle=None, variant_oracle=None)
     tolerance = session.policy.for_cell(backend.name, config.dtype, config.id, calibrated=golden.calibrated_tolerance())
+    execution = dataclasses.replace(execution, artifact=artifact, artifact_source="stored")
     judged = judge_cell(facts, backend.name, golden, execution, tolerance)
     check = attribute_artifact(golden, backend.name, execution.first, execution.first, same_bytes=True, diff=())
     return dataclasses.replace(judged, artifact_check=check)
@@ -137,19 +137,6 @@ def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backe
     return cell(verdict=Verdict.MISSING,
                 reason=f"the golden stores no artifact of {backend.name} (recorded before artifacts were stored, "
                        f"or with --reference-only); record it again: {session.cli_record_hint(config.id)} --force")
-
-
-def _execute(backend: ArtifactBackend, artifact: Artifact, output_names: list[str], inputs: dict[str, np.ndarray]
-             ) -> Execution:
-    with captured_upstream_messages() as upstream:
-        started = time.perf_counter()
-        model = backend.load(artifact, output_names)
-        run_started = time.perf_counter()
-        first = model.run(inputs)
-        run_seconds = time.perf_counter() - run_started
-        second = model.run(inputs)
-    return Execution(first=first, second=second, notes=tuple(upstream), prepare_seconds=run_started - started,
-                     run_seconds=run_seconds, artifact=artifact, artifact_source="stored")
 
 
 def _importable(package: str) -> bool:
