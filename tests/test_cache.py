@@ -114,3 +114,14 @@ def test_the_cache_lives_in_the_user_cache_directory_unless_told_otherwise(monke
     assert default_cache_dir() == Path(platformdirs.user_cache_dir("harness", appauthor=False)) / "exports"
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     assert default_cache_dir() == tmp_path
+
+
+def test_a_cache_directory_that_cannot_be_written_turns_the_cache_off_with_a_warning(
+        cli: Callable[..., CliResult], golden_copy: Callable[..., Path], tmp_path: Path) -> None:
+    golden_dir, blocker = golden_copy(*CONFIGS), tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    document = _run(cli, golden_dir, tmp_path / "r.json", "--cache-dir", str(blocker))
+    assert _sources(document) == ["exported"] * 4 and document["report"]["cache_dir"] == ""
+    assert f"Warning: export cache off for this run: cannot create {blocker}: File exists" in document["out"]
+    assert "export cache off (see the warning above): 0 cells loaded from it, 4 exported now" in document["out"]
+    assert blocker.read_text() == "not a directory"

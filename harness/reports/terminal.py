@@ -91,7 +91,9 @@ def _cache(report: RunReport, *, verbose: bool) -> list[str]:
         return []
     hits = [cell for cell in sourced if cell.artifact_source == "cache"]
     rebuilt = [cell for cell in sourced if "discarded" in cell.artifact_source]
-    where = f"export cache {report.cache_dir}" if report.cache_dir else "export cache off (--no-cache)"
+    unusable = any(warning.startswith("export cache off") for warning in report.warnings)
+    off = "export cache off (see the warning above)" if unusable else "export cache off (--no-cache)"
+    where = f"export cache {report.cache_dir}" if report.cache_dir else off
     lines = ["", f"{where}: {counted(len(hits), 'cell')} loaded from it, {len(sourced) - len(hits)} exported now"]
     lines += [f"  rebuilt {cell.config_id} x {cell.backend}: {cell.artifact_source}" for cell in rebuilt]
     if verbose:

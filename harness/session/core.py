@@ -131,10 +131,17 @@ class Session:
 
     @functools.cached_property
     def cache(self) -> ExportCache | None:
-        """The export cache, or None under --no-cache."""
+        """The export cache, or None under --no-cache or when it cannot be written (the run says why)."""
         if not self.settings.cache:
             return None
-        return ExportCache(self.settings.cache_dir or default_cache_dir())
+        cache = ExportCache(self.settings.cache_dir or default_cache_dir())
+        return None if cache.unusable() else cache
+
+    def cache_warnings(self) -> tuple[str, ...]:
+        if not self.settings.cache:
+            return ()
+        problem = ExportCache(self.settings.cache_dir or default_cache_dir()).unusable()
+        return (f"export cache off for this run: {problem}",) if problem else ()
 
     def require_golden_dir(self) -> None:
         """A golden directory that is missing or a file is reported as exactly that."""
@@ -266,7 +273,7 @@ class Session:
             environment_context=self.environment_changes_since_goldens(environment, context=True),
             stale=() if self.settings.live_reference else self.stale_goldens(),
             leftovers=() if self.settings.live_reference else tuple(map(str, self.store.leftovers())),
-            warnings=self.tolerance_warnings(),
+            warnings=self.tolerance_warnings() + self.cache_warnings(),
             live_reference=self.settings.live_reference,
             cache_dir=str(self.cache.root) if self.cache else "",
             backend_settings={backend.name: settings for backend in self.runnable_backends()

@@ -60,6 +60,17 @@ class ExportCache:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def unusable(self) -> str:
+        """Why entries cannot be written here ("" when they can): the directory cannot be created, or is
+        not a writable directory."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return f"cannot create {self.root}: {error.strerror or error}"
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return f"{self.root} is not writable"
+        return ""
+
     def get(self, key: str) -> Lookup:
         meta_path = self._meta_path(key)
         if not meta_path.exists():
