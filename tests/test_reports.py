@@ -246,3 +246,14 @@ def test_merge_with_a_missing_shard_is_incomplete(tmp_path: Path) -> None:
     merged = merge_reports([write_shard(tmp_path / "1.json", (IDENTICAL,), "1/2")])
     assert merged.missing_shards == {"ci": ("2/2",)} and merged.exit_code == 1
     assert "  ci: INCOMPLETE, missing shards 2/2" in merge_lines(merged)
+
+
+def test_slow_cells_are_listed_per_backend_and_a_mostly_slow_backend_names_what_it_ran() -> None:
+    ids = ("a", "b", "c", "d")
+    cells = tuple(CellResult(config_id=config_id, backend=backend, verdict=Verdict.SLOW)
+                  for backend, slow_ids in (("torch-compile", ("b", "c", "d")), ("onnxruntime-dynamo", ("d",)))
+                  for config_id in slow_ids)
+    lines = report_lines(report(cells, config_ids=ids, backends=("torch-compile", "onnxruntime-dynamo")))
+    start = lines.index("Left out as slow (4 cells; run with --all to include them):")
+    assert lines[start + 1:start + 3] == ["  torch-compile (3 configs): every config but a",
+                                          "  onnxruntime-dynamo (1 config): d"]

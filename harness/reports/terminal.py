@@ -283,10 +283,24 @@ def _not_compared(report: RunReport) -> list[str]:
     slow = [cell for cell in report.cells if cell.verdict is Verdict.SLOW]
     if slow:
         lines += ["", f"Left out as slow ({counted(len(slow), 'cell')}; run with --all to include them):"]
-        lines += [f"  {cell.config_id} x {cell.backend}" for cell in slow]
+        lines += _slow_lines(report, slow)
     if report.unavailable:
         lines += ["", "Backends unavailable here:"]
         lines += [f"  {name}: {reason}" for name, reason in report.unavailable.items()]
+    return lines
+
+
+def _slow_lines(report: RunReport, slow: list[CellResult]) -> list[str]:
+    """Per backend, its slow configs; a backend slow on most configs names the ones it does run instead."""
+    by_backend: dict[str, list[str]] = defaultdict(list)
+    for cell in slow:
+        by_backend[cell.backend].append(cell.config_id)
+    lines = []
+    for backend, ids in by_backend.items():
+        ran = [config_id for config_id in report.config_ids if config_id not in ids]
+        listed = (f"every config but {', '.join(ran)}" if len(ids) > len(report.config_ids) / 2
+                  else ", ".join(ids))
+        lines.append(f"  {backend} ({counted(len(ids), 'config')}): {listed}")
     return lines
 
 
