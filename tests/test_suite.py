@@ -17,7 +17,17 @@ def test_default_suite_starts_with_the_reference_case_and_covers_every_axis() ->
     assert {c.cell for c in configs} == {"rnn_tanh", "rnn_relu", "lstm", "gru"}
     assert {c.dtype for c in configs} == {"float32", "float64", "float16", "bfloat16"}
     assert {c.initial_state for c in configs} == {"zeros", "random"}
-    assert {c.input for c in configs} == {"hello", "random"}
+    assert {c.input for c in configs} == {"hello", "random", "gaussian"}
+    assert {c.check for c in configs} == {"forward", "grad", "train"}
+    for cell in ("rnn_tanh", "lstm", "gru"):  # each input kind and check, for each cell
+        of_cell = [c for c in configs if c.cell == cell]
+        assert any(c.input == "gaussian" and not c.lengths and not c.reshaped_at_export for c in of_cell)
+        assert any(c.lengths for c in of_cell) and any(c.reshaped_at_export for c in of_cell)
+        assert any(c.check == "grad" for c in of_cell)
+        assert any(c.check == "train" and 10 <= c.train_steps <= 30 for c in of_cell)
+    packed = [list(c.lengths) for c in configs if c.lengths]
+    assert any(lengths == sorted(lengths, reverse=True) for lengths in packed)
+    assert any(lengths != sorted(lengths, reverse=True) for lengths in packed)
     assert any(c.bidirectional for c in configs) and any(c.batch_first for c in configs)
     assert any(not c.bias for c in configs) and any(c.dropout for c in configs)
     assert any(c.proj_size for c in configs) and any(c.num_layers >= 3 for c in configs)

@@ -64,6 +64,21 @@ def torch_availability(feature: str) -> Availability:
     return Availability(available=True)
 
 
+class NoAutogradError(RuntimeError):
+    """The backend computes forward only: it cannot take gradients or train (the cell is unsupported)."""
+
+
+def autograd_problem(backend: Backend, check: str) -> str | None:
+    """Why backend cannot run a "grad" or "train" check, when it declares ``autograd = False``."""
+    if check == "forward" or getattr(backend, "autograd", True):
+        return None
+    return f"{backend.name} has no autograd: it computes the forward pass only, so it cannot {check_verb(check)}"
+
+
+def check_verb(check: str) -> str:
+    return "take gradients" if check == "grad" else "train"
+
+
 ARTIFACT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "torch-export": ".pt2"}
 
 

@@ -2,7 +2,7 @@
 
 Reads DIR/request.json ({"config": RnnConfig fields, "settings": the backend's settings(), "threads": n}),
 builds the case from the config (seeded: the parent's weights and inputs), compiles the flat wrapper with
-inductor, runs it twice under ``torch.no_grad()``, and writes DIR/outputs.npz (``run1_<name>``,
+inductor, runs the config's check twice (harness.backends.workloads), and writes DIR/outputs.npz (``run1_<name>``,
 ``run2_<name>``) and then DIR/result.json (CompileFacts): the parent reads the result only once it exists.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harness.backends.torch_compile import OUTPUTS, REQUEST, RESULT, CompileFacts
+from harness.backends.workloads import run_check
 from harness.backends.wrappers import flat_module_for
 from harness.model.case import Case, build_case
 from harness.model.config import RnnConfig
@@ -63,26 +64,24 @@ def compile_and_run(case: Case, settings: dict[str, Any]) -> tuple[CompileFacts,
     torch._dynamo.reset()  # nothing compiled before (the same process, a test) may be reused or counted
     counters.clear()
     recorder = GraphRecorder()
-    compiled = torch.compile(flat_module_for(case), backend=recorder, fullgraph=settings["fullgraph"],
-                             dynamic=settings["dynamic"])
-    tensors = [torch.from_numpy(array) for array in case.inputs.values()]
+    compiled: torch.nn.Module = torch.compile(  # type: ignore[assignment]  # an OptimizedModule
+        flat_module_for(case), backend=recorder, fullgraph=settings["fullgraph"], dynamic=settings["dynamic"])
     # Both runs inside the patch: a changed config between the calls could make the second one recompile.
-    with torch._dynamo.config.patch(allow_rnn=settings["allow_rnn"]), torch.no_grad():
+    with torch._dynamo.config.patch(allow_rnn=settings["allow_rnn"]):
         started = time.perf_counter()
-        first = compiled(*tensors)
+        if case.config.reshaped_at_export:  # compiled at the export shape first, then run at the config's
+            with torch.no_grad():
+                compiled(*(torch.from_numpy(array) for array in case.examples.values()))
+        first = run_check(case.config, compiled, case.inputs, case.forward_names)
         seconds = time.perf_counter() - started
         breaks = [*counters["graph_break"], *counters["unimplemented"]]  # a skipped frame counts only there
         unique_graphs = counters["stats"]["unique_graphs"]
-        second = compiled(*tensors)
+        second = run_check(case.config, compiled, case.inputs, case.forward_names)
     facts = CompileFacts(
         unique_graphs=unique_graphs, graph_breaks=tuple(dict.fromkeys(_first_line(reason) for reason in breaks)),
         ops=tuple(recorder.ops), compile_seconds=seconds, warnings=(),
         inputs_sha256=case.inputs_sha256, weights_sha256=case.weights_sha256)
-    return facts, [_named(case, outputs) for outputs in (first, second)]
-
-
-def _named(case: Case, outputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
-    return {name: tensor.detach().numpy().copy() for name, tensor in zip(case.output_names, outputs, strict=True)}
+    return facts, [{name: array.copy() for name, array in outputs.items()} for outputs in (first, second)]
 
 
 def _first_line(text: str) -> str:

@@ -17,13 +17,20 @@ from harness.model.tensors import to_numpy, to_torch
 
 @dataclass(frozen=True)
 class TorchModel:
-    """A torch module (eager or TorchScript) called on one device without autograd."""
+    """A torch module (eager, TorchScript, torch.export's) on one device: its forward without autograd, or,
+    given the case's config, the config's check (harness.backends.workloads: forward, grad or train)."""
 
     module: torch.nn.Module
     device: str
     output_names: tuple[str, ...]
+    config: RnnConfig | None = None
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.config is not None:
+            from harness.backends.workloads import run_check
+
+            with _no_tf32():
+                return run_check(self.config, self.module, inputs, self.output_names, self.device)
         tensors = [to_torch(array).to(self.device) for array in inputs.values()]
         with torch.no_grad(), _no_tf32():
             outputs = self.module(*tensors)
@@ -71,4 +78,4 @@ class EagerBackend:
         module = flat_module_for(case)
         if self.device != "cpu":
             module = copy.deepcopy(module).to(self.device)
-        return TorchModel(module, self.device, tuple(case.output_names))
+        return TorchModel(module, self.device, tuple(case.forward_names))

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.backends.base import Artifact, Availability
-from harness.backends.onnx_runtime import OPSET, Exporter, OnnxRuntimeBackend
+from harness.backends.onnx_runtime import (
+    KEEPS_SEQUENCE_LENGTH,
+    OPSET,
+    PACKED_DYNAMO,
+    Exporter,
+    OnnxRuntimeBackend,
+)
 from harness.model.config import RnnConfig
 
 if TYPE_CHECKING:  # loading a stored model needs onnx only: `harness replay` runs without torch
@@ -44,6 +50,7 @@ class OnnxReferenceBackend:
 
     device = "cpu"
     uses_torch_kernels = False
+    autograd = False  # an ONNX model computes the forward pass only
     artifact_kind = "onnx"
     loader_packages: tuple[str, ...] = ("onnx",)  # replay loads its ONNX files with onnx alone
 
@@ -64,6 +71,12 @@ class OnnxReferenceBackend:
 
     def known_limitation(self, config: RnnConfig) -> str | None:
         """Failures measured with torch 2.13 / onnx 1.23.2 on the default suite; each is still tried."""
+        if self.exporter == "dynamo" and config.reshaped_at_export and config.export_shape[0] != config.seq_len:
+            return KEEPS_SEQUENCE_LENGTH
+        if config.lengths and self.exporter == "dynamo":
+            return PACKED_DYNAMO
+        if config.lengths:
+            return IGNORES_SEQUENCE_LENS
         if config.proj_size and self.exporter == "legacy":
             return self._exporting.known_limitation(config)  # the export itself fails, as for ORT
         if config.proj_size:
@@ -80,7 +93,7 @@ class OnnxReferenceBackend:
         return self._exporting.is_slow(config)
 
     def prepare(self, case: Case) -> ReferenceModel:
-        return self.load(self.export(case), case.output_names)
+        return self.load(self.export(case), case.forward_names)
 
     def export_options(self) -> dict[str, Any]:
         return self._exporting.export_options()
@@ -93,7 +106,23 @@ class OnnxReferenceBackend:
         from onnx.reference import ReferenceEvaluator
 
         model = onnx.load_from_string(artifact.data)
+        _refuse_sequence_lens(model)
         declared = {output.name: onnx.helper.tensor_dtype_to_np_dtype(output.type.tensor_type.elem_type)
                     for output in model.graph.output if output.type.tensor_type.elem_type}
         return ReferenceModel(evaluator=ReferenceEvaluator(model), output_names=tuple(output_names),
                               declared_dtypes=declared)
+
+
+IGNORES_SEQUENCE_LENS = ("the reference evaluator's RNN/GRU/LSTM take sequence_lens and never read it (onnx 1.23.2): "
+                         "they would run every padded step")
+_SEQUENCE_LENS_INPUT = 4  # RNN, GRU and LSTM alike: X, W, R, B, sequence_lens, initial_h[, initial_c, P]
+
+
+def _refuse_sequence_lens(model: Any) -> None:
+    """Raise for a model whose recurrent nodes are given sequence_lens: the evaluator would silently compute
+    the padded steps too (measured: 0.7-1.4 off on packed sequences), so it must not run them at all."""
+    for node in model.graph.node:
+        if node.op_type in ("RNN", "GRU", "LSTM") and len(node.input) > _SEQUENCE_LENS_INPUT \
+                and node.input[_SEQUENCE_LENS_INPUT]:
+            raise NotImplementedError(f"{node.op_type} node {node.name or '(unnamed)'} has sequence_lens, which "
+                                      "onnx.reference ignores")

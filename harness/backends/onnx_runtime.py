@@ -35,6 +35,12 @@ _PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 _MACHINE_SPECIFIC_METADATA = ("pkg.torch.onnx.stack_trace",)
 
 
+KEEPS_SEQUENCE_LENGTH = ("the dynamo exporter keeps the example's sequence length in the graph, even with Dim.AUTO "
+                         "(a plain RNN then returns the export's steps only; LSTM and GRU fail in a Reshape)")
+PACKED_DYNAMO = ("the dynamo exporter goes through torch.export, which cannot trace pack_padded_sequence "
+                 "(its lengths decide shapes)")
+
+
 @dataclass(frozen=True)
 class OrtModel:
     session: Any  # onnxruntime.InferenceSession
@@ -49,6 +55,7 @@ class OnnxRuntimeBackend:
     """torch.onnx.export (dynamo=False or True) followed by an onnxruntime InferenceSession."""
 
     uses_torch_kernels = False
+    autograd = False  # an ONNX model computes the forward pass only
     artifact_kind = "onnx"
     loader_packages: tuple[str, ...] = ("onnxruntime",)
 
@@ -75,6 +82,10 @@ class OnnxRuntimeBackend:
 
     def known_limitation(self, config: RnnConfig) -> str | None:
         """Failures measured with torch 2.13 / onnxruntime 1.32; each is still tried."""
+        if config.lengths and self.exporter == "dynamo":
+            return PACKED_DYNAMO
+        if self.exporter == "dynamo" and config.reshaped_at_export and config.export_shape[0] != config.seq_len:
+            return KEEPS_SEQUENCE_LENGTH
         if config.dtype == "bfloat16":
             return ("ONNX Runtime has no bfloat16 kernels for RNN/LSTM/GRU (the legacy export is refused as an invalid "
                     "graph; the dynamo one finds no kernel)")
@@ -94,7 +105,7 @@ class OnnxRuntimeBackend:
         return self.exporter == "dynamo" and config.cell.startswith("rnn") and steps > SLOW_UNROLLED_STEPS
 
     def prepare(self, case: Case) -> OrtModel:
-        return self.load(self.export(case), case.output_names)
+        return self.load(self.export(case), case.forward_names)
 
     def export_options(self) -> dict[str, Any]:
         stripped = list(_MACHINE_SPECIFIC_METADATA) if self.exporter == "dynamo" else []
@@ -110,7 +121,7 @@ class OnnxRuntimeBackend:
 
     def probe_pairs(self, case: Case) -> dict[str, tuple[OrtModel, OrtModel]]:
         """Session settings that should not change bits, each as (pinned, other): one export for all."""
-        model_bytes, names = self._export(case), case.output_names
+        model_bytes, names = self._export(case), case.forward_names
         pinned = self._session(model_bytes, names, threads=1, optimize=True)
         return {
             "ort-threads": (pinned, self._session(model_bytes, names, threads=os.cpu_count() or 1, optimize=True)),
@@ -135,17 +146,17 @@ class OnnxRuntimeBackend:
     def _export(self, case: Case) -> bytes:
         import torch
 
-        from harness.backends.wrappers import flat_module_for
+        from harness.backends.wrappers import dynamic_axes, dynamic_shapes, flat_module_for
         from harness.model.tensors import to_torch
 
         wrapper = flat_module_for(case)
-        examples = tuple(to_torch(array) for array in case.inputs.values())
-        inputs, outputs = case.input_names, case.output_names
+        examples = tuple(to_torch(array) for array in case.examples.values())
+        inputs, outputs = case.input_names, case.forward_names
         if self.exporter == "dynamo":
             with _torchlib_registry_built_once():
                 program = torch.onnx.export(
                     wrapper, examples, dynamo=True, opset_version=OPSET["dynamo"], verbose=False,
-                    input_names=inputs, output_names=outputs,
+                    input_names=inputs, output_names=outputs, dynamic_shapes=dynamic_shapes(case),
                 )
             if program is None:
                 raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
@@ -154,6 +165,7 @@ class OnnxRuntimeBackend:
         torch.onnx.export(
             wrapper, examples, buffer,  # type: ignore[arg-type]  # file-like objects are accepted
             dynamo=False, opset_version=OPSET["legacy"], input_names=inputs, output_names=outputs,
+            dynamic_axes=dynamic_axes(case) or None,
         )
         return buffer.getvalue()
 

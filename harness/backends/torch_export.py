@@ -42,13 +42,18 @@ class TorchExportBackend:
         return torch_availability("export")
 
     def known_limitation(self, config: RnnConfig) -> str | None:
+        if config.lengths:
+            return "torch.export cannot trace pack_padded_sequence: its lengths decide the shapes"
+        if config.reshaped_at_export and (config.export_shape[0] != config.seq_len or config.export_shape[1] == 1):
+            return ("torch.export specialises a recurrence to the example's sequence length, and a batch of 1 to 1, "
+                    "even with Dim.AUTO: the program guards on the export shape")
         return None
 
     def is_slow(self, config: RnnConfig) -> bool:
         return False
 
     def prepare(self, case: Case) -> TorchModel:
-        return self.load(self.export(case), case.output_names)
+        return self.load(self.export(case), case.forward_names)
 
     def export_options(self) -> dict[str, Any]:
         return {"exporter": "torch.export.export", "saved_with": "torch.export.save", "strict": STRICT}
@@ -60,16 +65,17 @@ class TorchExportBackend:
         """
         import torch
 
-        from harness.backends.wrappers import flat_module_for
+        from harness.backends.wrappers import dynamic_shapes, flat_module_for
         from harness.model.tensors import to_torch
 
-        examples = tuple(to_torch(array) for array in case.inputs.values())
-        program = torch.export.export(flat_module_for(case), examples, strict=STRICT)
+        examples = tuple(to_torch(array) for array in case.examples.values())
+        program = torch.export.export(flat_module_for(case), examples, strict=STRICT,
+                                      dynamic_shapes=dynamic_shapes(case))
         _strip_machine_specific_metadata(program)
         buffer = io.BytesIO()
         torch.export.save(program, buffer)
         data = buffer.getvalue()
-        _check_round_trip(program, torch.export.load(io.BytesIO(data)), examples, case.output_names)
+        _check_round_trip(program, torch.export.load(io.BytesIO(data)), examples, case.forward_names)
         return Artifact(kind=self.artifact_kind, data=data,
                         producer={**self.export_options(), "versions": {"torch": package_version("torch")}})
 

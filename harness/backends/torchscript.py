@@ -46,7 +46,7 @@ class TorchScriptBackend:
         return False
 
     def prepare(self, case: Case) -> TorchModel:
-        return self.load(self.export(case), case.output_names)
+        return self.load(self.export(case), case.forward_names)
 
     def export_options(self) -> dict[str, Any]:
         return {"exporter": f"torch.jit.{self.mode}", "saved_with": "torch.jit.save",
@@ -63,7 +63,7 @@ class TorchScriptBackend:
         if self.mode == "script":
             compiled = torch.jit.script(wrapper)
         else:
-            examples = tuple(to_torch(array) for array in case.inputs.values())
+            examples = tuple(to_torch(array) for array in case.examples.values())
             compiled = torch.jit.trace(wrapper, examples)  # type: ignore[no-untyped-call]
         buffer = io.BytesIO()
         torch.jit.save(compiled, buffer)

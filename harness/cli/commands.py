@@ -44,7 +44,7 @@ def cmd_list(values: Values) -> int:
     width = max(len(config_id) for config_id in suite.ids())
     for config in suite.configs:
         fields = ", ".join(f"{key}={value}" for key, value in config.to_dict().items()
-                           if value != reference[key] or key == "cell")
+                           if value != reference.get(key) or key == "cell")
         tolerance = suite.tolerances.get(config.id)
         own = f"  (tolerance {tolerance.describe()})" if tolerance else ""
         print(f"{config.id.ljust(width)}  {config.content_hash[:12]}  {fields}{own}")

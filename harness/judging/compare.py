@@ -143,15 +143,21 @@ def non_finite(array: np.ndarray) -> NonFinite | None:
     return NonFinite(count=int(bad.sum()), first_index=tuple(int(i) for i in first))
 
 
+ORACLE = "float64 NumPy oracle"
+FLOAT64_EAGER = "float64 eager torch (no oracle)"
+
+
 @dataclass(frozen=True, kw_only=True)
 class OracleDistance:
     """How far a result is from the float64 oracle: max abs error, and ulps in the result's dtype."""
 
     max_abs: float
     max_ulps: int
+    reference: str = ORACLE  # or FLOAT64_EAGER, where no oracle applies
 
 
-def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray]) -> OracleDistance | None:
+def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray],
+                    reference: str = ORACLE) -> OracleDistance | None:
     """The worst distance over tensors present in both with equal shapes; None if none compare."""
     pairs = [(actual[name], oracle[name]) for name in oracle
              if name in actual and actual[name].shape == oracle[name].shape and is_float(actual[name].dtype)]
@@ -161,6 +167,7 @@ def oracle_distance(actual: dict[str, np.ndarray], oracle: dict[str, np.ndarray]
     return OracleDistance(
         max_abs=math.nan if any(math.isnan(d) for d in distances) else max(distances),  # a NaN must show
         max_ulps=max(int(np.max(ulp_distance(a, o.astype(a.dtype)), initial=0)) for a, o in pairs),
+        reference=reference,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from harness.backends.base import Artifact
-from harness.judging.compare import TensorComparison, compare_outputs, oracle_distance, ulp_distance
+from harness.judging.compare import ORACLE, TensorComparison, compare_outputs, oracle_distance, ulp_distance
 from harness.judging.layout import diagnose_layout
 from harness.judging.oracle import Variant
 from harness.judging.results import CellResult, PastComparison
@@ -21,6 +21,7 @@ from harness.judging.rnn_checks import (
     named_pitfall,
     state_error_line,
     step_errors,
+    valid_steps_mask,
 )
 from harness.model.axes import tensor_axes
 from harness.model.config import RnnConfig
@@ -54,13 +55,15 @@ class CaseFacts:
     weights_sha256: str
     oracle: Outputs | None  # None where the weights are out of reach (a replay of a stored artifact)
     variant_oracle: Callable[[Variant], Outputs] | None
+    reference: str = ORACLE  # what `oracle` is: the NumPy oracle, or float64 eager torch where none applies
 
 
 def judge_cell(
     facts: CaseFacts, backend: str, golden: Golden, execution: Execution, tolerance: Tolerance
 ) -> CellResult:
     config, first = facts.config, execution.first
-    tensors = diagnose(compare_outputs(golden.tensors, first, tolerance), golden.tensors, first, config)
+    expected, actual = valid_steps_only(config, golden.tensors), valid_steps_only(config, first)
+    tensors = diagnose(compare_outputs(expected, actual, tolerance), golden.tensors, first, config)
     repeat = compare_outputs(first, execution.second, BITWISE)
     violations = check_invariants(config, first)
     verdict = verdict_of(tensors, repeat, violations)
@@ -68,11 +71,14 @@ def judge_cell(
         config_id=config.id, backend=backend, verdict=verdict, tolerance=tolerance, tensors=tensors,
         repeat=repeat if any(not t.passed for t in repeat) else (),
         cause=attribute(facts, golden) if verdict is Verdict.DRIFT else None,
-        oracle=oracle_distance(first, facts.oracle) if facts.oracle is not None else None,
-        golden_oracle=oracle_distance(golden.tensors, facts.oracle) if facts.oracle is not None else None,
+        oracle=oracle_distance(first, facts.oracle, facts.reference) if facts.oracle is not None else None,
+        golden_oracle=(oracle_distance(golden.tensors, facts.oracle, facts.reference)
+                       if facts.oracle is not None else None),
         invariant_violations=violations,
         argmax_changed=_argmax_changed(config, golden.tensors, first),
-        analysis=analysis_lines(facts, golden.tensors, first) if verdict is Verdict.DRIFT else (),
+        analysis=(analysis_lines(facts, golden.tensors, first, tolerance) if verdict is Verdict.DRIFT else
+                  training_lines(config, first, execution.second, BITWISE, "two runs")
+                  if verdict is Verdict.NONDETERMINISTIC else ()),
         past=compare_with_past(backend, golden, first),
         outputs_sha256=arrays_sha256(first),
         artifact_source=execution.artifact_source,
@@ -128,9 +134,42 @@ def attribute(now: Hashed, recorded: Hashed) -> Cause:
     return Cause.COMPUTE
 
 
-def analysis_lines(facts: CaseFacts, expected: Outputs, actual: Outputs) -> tuple[str, ...]:
-    """For DRIFT: error along the sequence, per layer/direction, and any named exporter pitfall."""
-    config, lines = facts.config, []
+def valid_steps_only(config: RnnConfig, outputs: Outputs) -> Outputs:
+    """Packed sequences are compared on their valid steps only: the padded steps of "output" set to zero (that
+    they must come back zero is an invariant, checked on the untouched outputs)."""
+    mask = valid_steps_mask(config)
+    output = outputs.get("output")
+    if mask is None or output is None or output.shape[:2] != mask.shape:
+        return outputs
+    return {**outputs, "output": np.where(mask[:, :, None], output, np.zeros((), dtype=output.dtype))}
+
+
+def training_lines(config: RnnConfig, expected: Outputs, actual: Outputs, tolerance: Tolerance,
+                   what: str) -> tuple[str, ...]:
+    """For a training run: the first step at which the loss curves differ (bitwise, and beyond tolerance)
+    and how far apart they get."""
+    if config.check != "train" or not _same_shape(expected, actual, "loss"):
+        return ()
+    before, after = expected["loss"].astype(np.float64), actual["loss"].astype(np.float64)
+    gap = np.abs(after - before)
+    differing = np.flatnonzero(expected["loss"] != actual["loss"])
+    if not differing.size:
+        return (f"loss curves ({what}): identical over all {len(before)} steps",)
+    beyond = np.flatnonzero(gap > tolerance.atol + tolerance.rtol * np.abs(before))
+    worst = int(np.argmax(gap))
+    where = f", beyond tolerance from step {beyond[0] + 1}" if beyond.size else ", within tolerance throughout"
+    return (f"loss curves ({what}): first diverge at step {differing[0] + 1} of {len(before)} "
+            f"(|d loss| {gap[differing[0]]:.1e}){where}; largest |d loss| {gap[worst]:.1e} at step {worst + 1}",)
+
+
+def analysis_lines(facts: CaseFacts, expected: Outputs, actual: Outputs, tolerance: Tolerance = BITWISE
+                   ) -> tuple[str, ...]:
+    """For DRIFT: error along the sequence, per layer/direction, and any named exporter pitfall (a bare RNN's
+    forward pass); where the loss curve of a training run leaves the golden's."""
+    config = facts.config
+    if not config.plain_rnn or config.check != "forward":
+        return training_lines(config, expected, actual, tolerance, "golden vs this run")
+    lines = []
     if _same_shape(expected, actual, "output"):
         lines.append(growth_line(step_errors(config, expected["output"], actual["output"])))
     for name in ("h_n", "c_n"):

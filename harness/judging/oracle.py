@@ -48,14 +48,18 @@ def oracle_outputs(
     h0 = _initial(inputs.get("h0"), (config.num_layers * directions, batch, config.output_features))
     c0 = _initial(inputs.get("c0"), (config.num_layers * directions, batch, config.hidden_size))
     h_n, c_n = [], []
+    steps_total = sequence.shape[0]
+    lengths = np.array(config.lengths) if config.lengths else np.full(batch, steps_total)
+    valid = np.arange(steps_total)[:, None] < lengths[None, :]  # (seq, batch): packed sequences stop early
     layer_input = sequence
     for layer in range(config.num_layers):
         direction_outputs = []
         for direction in range(directions):
             index = layer * directions + direction
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
-            steps = layer_input[::-1] if direction else layer_input
-            outputs, h_last, c_last = _run_direction(config, weights, suffix, steps, h0[index], c0[index], variant)
+            steps, mask = (layer_input[::-1], valid[::-1]) if direction else (layer_input, valid)
+            outputs, h_last, c_last = _run_direction(config, weights, suffix, steps, mask, h0[index], c0[index],
+                                                     variant)
             direction_outputs.append(outputs[::-1] if direction else outputs)
             h_n.append(h_last)
             c_n.append(c_last)
@@ -79,24 +83,30 @@ def _initial(given: Array | None, shape: tuple[int, ...]) -> Array:
 
 
 def _run_direction(
-    config: RnnConfig, weights: Weights, suffix: str, steps: Array, h: Array, c: Array, variant: Variant
+    config: RnnConfig, weights: Weights, suffix: str, steps: Array, valid: Array, h: Array, c: Array,
+    variant: Variant
 ) -> tuple[Array, Array, Array]:
-    """One layer in one direction over the (already ordered) time steps."""
+    """One layer in one direction over the (already ordered) time steps. A batch element outside its valid
+    steps keeps its state and outputs zeros, as a PackedSequence computes (the reverse direction of a
+    shorter sequence therefore starts at its own last step)."""
     w_ih, w_hh = weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"]
     gates = 4 if config.cell == "lstm" else 3 if config.cell == "gru" else 1
     b_ih = weights.get(f"bias_ih{suffix}", np.zeros(gates * config.hidden_size))
     b_hh = weights.get(f"bias_hh{suffix}", np.zeros(gates * config.hidden_size))
     outputs = []
-    for x_t in steps:
+    for x_t, valid_t in zip(steps, valid, strict=True):
         input_part = x_t @ w_ih.T + b_ih
         hidden_part = h @ w_hh.T + b_hh
+        c_next = c
         if config.cell == "lstm":
-            h, c = _lstm_step(input_part + hidden_part, c, weights.get(f"weight_hr{suffix}"))
+            h_next, c_next = _lstm_step(input_part + hidden_part, c, weights.get(f"weight_hr{suffix}"))
         elif config.cell == "gru":
-            h = _gru_step(input_part, hidden_part, h, variant.gru_linear_before_reset, w_hh, b_hh)
+            h_next = _gru_step(input_part, hidden_part, h, variant.gru_linear_before_reset, w_hh, b_hh)
         else:
-            h = _ACTIVATIONS[config.cell](input_part + hidden_part)
-        outputs.append(h)
+            h_next = _ACTIVATIONS[config.cell](input_part + hidden_part)
+        keep = valid_t[:, None]
+        h, c = np.where(keep, h_next, h), np.where(keep, c_next, c)
+        outputs.append(np.where(keep, h, 0.0))
     return np.stack(outputs), h, c
 
 

@@ -57,8 +57,11 @@ def state_error_line(config: RnnConfig, name: str, expected: np.ndarray, actual:
 
 
 def check_invariants(config: RnnConfig, outputs: dict[str, np.ndarray]) -> tuple[str, ...]:
-    """Violations of what the PyTorch documentation guarantees, checked without any golden."""
+    """Violations of what the PyTorch documentation guarantees, checked without any golden: shapes, the
+    last valid step's output equal to h_n, and (packed sequences) zeros at every padded step."""
     shapes = expected_shapes(config)
+    if shapes is None:  # a user's model, gradients, training: nothing the documentation fixes
+        return ()
     problems = [f"{name} has shape {outputs[name].shape if name in outputs else 'none'}, "
                 f"the documentation says {shape}"
                 for name, shape in shapes.items() if name not in outputs or outputs[name].shape != shape]
@@ -67,14 +70,30 @@ def check_invariants(config: RnnConfig, outputs: dict[str, np.ndarray]) -> tuple
     output = outputs["output"].transpose(1, 0, 2) if config.batch_first else outputs["output"]
     features = config.output_features
     last_layer = outputs["h_n"][-config.num_directions:]
-    forward = np.abs(output[-1, :, :features] - last_layer[0]).max()
+    lengths = np.array(config.lengths or [config.seq_len] * config.batch)
+    last_steps = output[lengths - 1, np.arange(config.batch)]  # (batch, features): each sequence's last valid step
+    forward = np.abs(last_steps[:, :features] - last_layer[0]).max()
     if forward > 0:
         problems.append(f"output[last step] (forward) != h_n[last layer] (max diff {forward:.1e})")
     if config.bidirectional:
         reverse = np.abs(output[0, :, features:] - last_layer[1]).max()
         if reverse > 0:
             problems.append(f"output[first step] (reverse) != h_n[last layer, reverse] (max diff {reverse:.1e})")
+    if config.lengths:
+        padded = np.arange(config.seq_len)[:, None] >= lengths[None, :]  # (seq, batch)
+        leaked = np.abs(output.astype(np.float64)[padded]).max() if padded.any() else 0.0
+        if leaked > 0:
+            step, element = np.argwhere(padded & (np.abs(output).max(axis=2) > 0))[0]
+            problems.append(f"output at padded steps is not zero: max |x| {leaked:.1e} (first at step {step}, "
+                            f"batch element {element} of length {lengths[element]})")
     return tuple(problems)
+
+
+def valid_steps_mask(config: RnnConfig) -> np.ndarray | None:
+    """For packed sequences, True at each (step, batch element) within its length, in the output's layout."""
+    if not config.lengths or config.model or config.check != "forward":
+        return None
+    return np.arange(config.seq_len)[:, None] < np.array(config.lengths)[None, :]
 
 
 def argmax_changes(config: RnnConfig, expected: np.ndarray, actual: np.ndarray) -> int:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.model.axes import output_names
+from harness.errors import ConfigError, one_line
+from harness.model.axes import NAME, check_output_names, output_names
 from harness.model.config import RnnConfig
+from harness.model.factories import load_factory
 from harness.model.hashing import arrays_sha256
 from harness.model.inputs import build_inputs
 
@@ -28,18 +30,38 @@ class Case:
     inputs: dict[str, np.ndarray]
     weights_sha256: str
     inputs_sha256: str
+    export_inputs: dict[str, np.ndarray] | None = None  # the examples to export at, when not the inputs
+    model_output_names: tuple[str, ...] = ()  # a user's model: what its forward returns
 
     @property
     def input_names(self) -> list[str]:
         return list(self.inputs)
 
     @property
+    def examples(self) -> dict[str, np.ndarray]:
+        """The inputs exporters, tracers and compilers see (at config.export_shape)."""
+        return self.export_inputs if self.export_inputs is not None else self.inputs
+
+    @property
+    def forward_names(self) -> list[str]:
+        """The names of what the module's forward returns."""
+        return list(self.model_output_names) if self.config.model else output_names(self.config)
+
+    @property
     def output_names(self) -> list[str]:
-        return output_names(self.config)
+        """The names of what the config's check computes (the golden's tensors)."""
+        return check_output_names(self.config, self.forward_names, self.input_names, parameter_names(self.module))
+
+
+def parameter_names(module: torch.nn.Module) -> list[str]:
+    """The trainable parameters' names, in module order."""
+    return [name for name, parameter in module.named_parameters() if parameter.requires_grad]
 
 
 def build_module(config: RnnConfig) -> torch.nn.Module:
-    """The seeded torch.nn.RNN/LSTM/GRU, in eval mode and the config's dtype."""
+    """The seeded torch.nn.RNN/LSTM/GRU (or the user's model), in eval mode and the config's dtype."""
+    if config.model:
+        return build_user_model(config)
     kwargs = dict(
         input_size=config.input_size,
         hidden_size=config.hidden_size,
@@ -60,6 +82,23 @@ def build_module(config: RnnConfig) -> torch.nn.Module:
     return module.eval().to(getattr(torch, config.dtype))
 
 
+def build_user_model(config: RnnConfig) -> torch.nn.Module:
+    """The factory's module, built under the seed exactly as a bare RNN is; ConfigError (one line) when the
+    factory fails or returns something else than a torch.nn.Module."""
+    factory = load_factory(config.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        try:
+            module = factory(config)
+        except Exception as error:  # the user's code: any failure to build is the user's to fix
+            raise ConfigError(f"model {config.model!r}: the factory failed for {config.id}: "
+                              f"{type(error).__name__}: {one_line(str(error), 300)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"model {config.model!r}: the factory returned {type(module).__name__}, "
+                          "not a torch.nn.Module")
+    return module.eval().to(getattr(torch, config.dtype))
+
+
 def build_case(config: RnnConfig) -> Case:
     module = build_module(config)
     inputs = build_inputs(config)
@@ -67,9 +106,37 @@ def build_case(config: RnnConfig) -> Case:
         config=config,
         module=module,
         inputs=inputs,
+        export_inputs=build_inputs(config, shape=config.export_shape) if config.reshaped_at_export else None,
         weights_sha256=weights_sha256(module),
         inputs_sha256=arrays_sha256(inputs),
+        model_output_names=model_output_names(config, module, inputs) if config.model else (),
     )
+
+
+def model_output_names(config: RnnConfig, module: torch.nn.Module, inputs: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """A user's model's output names: its ``output_names`` attribute, else "output" for one tensor and
+    "output_0".. for a tuple (found by one eager call). ConfigError when forward fails or returns other types."""
+    from harness.model.tensors import to_torch
+
+    declared = getattr(module, "output_names", None)
+    try:
+        with torch.no_grad():
+            returned = module(*(to_torch(array) for array in inputs.values()))
+    except Exception as error:  # the user's code
+        raise ConfigError(f"model {config.model!r}: its forward failed on {config.id}'s inputs "
+                          f"{[tuple(array.shape) for array in inputs.values()]}: "
+                          f"{type(error).__name__}: {one_line(str(error), 300)}") from None
+    outputs = returned if isinstance(returned, (tuple, list)) else (returned,)
+    if not outputs or not all(isinstance(output, torch.Tensor) for output in outputs):
+        raise ConfigError(f"model {config.model!r}: forward must return a tensor or a flat tuple of tensors, "
+                          f"got {type(returned).__name__}")
+    if declared is not None:
+        names = tuple(declared)
+        if len(names) != len(outputs) or not all(isinstance(name, str) and NAME.fullmatch(name) for name in names):
+            raise ConfigError(f"model {config.model!r}: output_names {names!r} must name each of its "
+                              f"{len(outputs)} output(s) with letters, digits, '_', '.' or '-'")
+        return names
+    return ("output",) if len(outputs) == 1 else tuple(f"output_{index}" for index in range(len(outputs)))
 
 
 def weights_sha256(module: torch.nn.Module) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -14,9 +15,11 @@ from harness.errors import ConfigError
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
 DType = Literal["float32", "float64", "float16", "bfloat16"]
 InitialState = Literal["zeros", "random"]
-InputKind = Literal["hello", "random"]
+InputKind = Literal["hello", "random", "gaussian"]
+Check = Literal["forward", "grad", "train"]
 
 CELLS: tuple[str, ...] = get_args(Cell)
+CHECKS: tuple[str, ...] = get_args(Check)
 DTYPES: tuple[str, ...] = get_args(DType)
 HELLO_SEQ_LEN = 3
 HELLO_BATCH = 5
@@ -49,6 +52,15 @@ class RnnConfig:
     input: InputKind = "hello"
     seq_len: int = HELLO_SEQ_LEN
     batch: int = HELLO_BATCH
+    # Fields added after the first goldens: left out of to_dict (and the content hash) at their defaults, so
+    # every config that does not use them keeps the hash its golden was recorded under.
+    lengths: tuple[int, ...] = ()  # one valid length per batch element: run as a PackedSequence
+    export_seq_len: int = 0  # export / trace / compile at this sequence length (0: the config's own)
+    export_batch: int = 0  # ... and this batch (0: the config's own), then run at the config's shape
+    model: str = ""  # "package.module:factory": a user's model instead of the bare torch.nn RNN
+    check: Check = "forward"
+    train_steps: int = 0  # check "train": SGD steps on the hello next-character task
+    learning_rate: float = 0.1
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -58,7 +70,8 @@ class RnnConfig:
     @property
     def id(self) -> str:
         """A readable id, stable across runs and machines; only non-default axes appear."""
-        parts = [_CELL_ID[self.cell]]
+        parts = [_model_id(self.model)] if self.model else []
+        parts.append(_CELL_ID[self.cell])
         if self.input_size != VOCABULARY_SIZE:
             parts.append(f"i{self.input_size}")
         parts.append(f"h{self.hidden_size}")
@@ -78,10 +91,33 @@ class RnnConfig:
             parts.append(_DTYPE_ID[self.dtype])
         if self.initial_state == "random":
             parts.append("h0rand")
-        if self.input == "random":
-            parts.append(f"t{self.seq_len}b{self.batch}")
-        parts.append(f"s{self.seed}")
+        if self.input != "hello":
+            parts.append(("gauss-" if self.input == "gaussian" else "") + f"t{self.seq_len}b{self.batch}")
+        if self.lengths:
+            parts.append("len" + "_".join(map(str, self.lengths)))
+        if self.export_seq_len or self.export_batch:
+            parts.append(f"xt{self.export_seq_len or self.seq_len}b{self.export_batch or self.batch}")
+        if self.check == "grad":
+            parts.append("grad")
+        elif self.check == "train":
+            rate = "" if self.learning_rate == _DEFAULTS["learning_rate"] else f"lr{self.learning_rate:g}"
+            parts.append(f"train{self.train_steps}{rate}")
+        parts.append(f"s{self.seed}")  # last: `-k rnn-h8-s0` selects that config, not its gradient's too
         return "-".join(parts)
+
+    @property
+    def export_shape(self) -> tuple[int, int]:
+        """(seq_len, batch) the backends export, trace or compile at."""
+        return self.export_seq_len or self.seq_len, self.export_batch or self.batch
+
+    @property
+    def reshaped_at_export(self) -> bool:
+        return self.export_shape != (self.seq_len, self.batch)
+
+    @property
+    def plain_rnn(self) -> bool:
+        """A bare torch.nn RNN/LSTM/GRU stack (not a user's model): the float64 oracle and the RNN checks apply."""
+        return not self.model
 
     def id_or_fields(self) -> str:
         """The id when the fields allow one, else the raw fields (for error messages)."""
@@ -100,7 +136,14 @@ class RnnConfig:
         return self.proj_size or self.hidden_size
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, except the later ones at their defaults (see above); lengths as a list."""
+        fields = dataclasses.asdict(self)
+        for name in _LATER_FIELDS:
+            if fields[name] == _DEFAULTS[name]:
+                del fields[name]
+        if "lengths" in fields:
+            fields["lengths"] = list(fields["lengths"])
+        return fields
 
     @property
     def content_hash(self) -> str:
@@ -119,14 +162,32 @@ class RnnConfig:
             expected = _FIELD_TYPES[name]
             if not _has_type(value, expected):
                 raise ConfigError(f"config key {name!r} must be {expected.__name__}, got {_short_number(value)}")
+        if "lengths" in fields:
+            lengths = fields["lengths"]
+            if len(lengths) > MAX_LENGTHS or not all(_has_type(length, int) for length in lengths):
+                raise ConfigError(f"config key 'lengths' must be a list of at most {MAX_LENGTHS} integers, "
+                                  f"got {_short_number(lengths)}")
+            fields = {**fields, "lengths": tuple(lengths)}
         return cls(**fields)
 
 
 _FIELD_TYPES: dict[str, type] = {
     "cell": str, "input_size": int, "hidden_size": int, "num_layers": int, "bidirectional": bool,
     "batch_first": bool, "bias": bool, "dropout": float, "proj_size": int, "dtype": str, "seed": int,
-    "initial_state": str, "input": str, "seq_len": int, "batch": int,
+    "initial_state": str, "input": str, "seq_len": int, "batch": int, "lengths": list, "export_seq_len": int,
+    "export_batch": int, "model": str, "check": str, "train_steps": int, "learning_rate": float,
 }
+_LATER_FIELDS = ("lengths", "export_seq_len", "export_batch", "model", "check", "train_steps", "learning_rate")
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(RnnConfig)}
+MAX_LENGTHS = 65536
+MAX_TRAIN_STEPS = 100_000
+MODEL_REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _model_id(reference: str) -> str:
+    """The id part of a model reference: its factory's module and name ("hello_char_model.build")."""
+    module, _, factory = reference.partition(":")
+    return f"{module.rpartition('.')[2]}.{factory}".replace("_", "-")
 
 
 def _has_type(value: Any, expected: type) -> bool:
@@ -147,7 +208,7 @@ def _fits_a_float(value: int | float) -> bool:
 def _first_problem(config: RnnConfig) -> str | None:
     """The first reason the config cannot be built, or None."""
     choices = {"cell": CELLS, "dtype": DTYPES, "initial_state": get_args(InitialState),
-               "input": get_args(InputKind)}
+               "input": get_args(InputKind), "check": CHECKS}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             return f"{name} must be one of {', '.join(allowed)}, got {_short_number(getattr(config, name))}"
@@ -175,6 +236,36 @@ def _first_problem(config: RnnConfig) -> str | None:
             return f"input 'hello' is one-hot over h/e/l/o: input_size must be 4, got {config.input_size}"
         if (config.seq_len, config.batch) != (HELLO_SEQ_LEN, HELLO_BATCH):
             return "input 'hello' is the fixed 3 x 5 notebook batch: leave seq_len and batch unset"
+    return _later_problem(config)
+
+
+def _later_problem(config: RnnConfig) -> str | None:
+    """Problems with the fields for packed lengths, export shapes, users' models and checks."""
+    if config.lengths:
+        if len(config.lengths) != config.batch:
+            return f"lengths needs one length per batch element: {config.batch}, got {len(config.lengths)}"
+        if not all(1 <= length <= config.seq_len for length in config.lengths):
+            return f"every length must be in 1..seq_len={config.seq_len}, got {list(config.lengths)}"
+        if config.batch_first:
+            return "lengths are run sequence-first (pack_padded_sequence): leave batch_first unset"
+    for name in ("export_seq_len", "export_batch"):
+        if not 0 <= getattr(config, name) <= MAX_SIZE:
+            return f"{name} must be in 1..{MAX_SIZE} (0: the config's own), got {_short_number(getattr(config, name))}"
+    if config.reshaped_at_export and config.input == "hello":
+        return "export_seq_len / export_batch need inputs of any shape: input 'random' or 'gaussian'"
+    if config.reshaped_at_export and config.lengths:
+        return "export_seq_len / export_batch and lengths together are not supported: use one per case"
+    if config.model and not MODEL_REFERENCE.fullmatch(config.model):
+        return f"model must be 'package.module:factory', got {_short_number(config.model)}"
+    if config.check == "train":
+        if not 1 <= config.train_steps <= MAX_TRAIN_STEPS:
+            return f"check 'train' needs train_steps in 1..{MAX_TRAIN_STEPS}, got {_short_number(config.train_steps)}"
+        if not 0.0 < config.learning_rate <= 100.0:
+            return f"learning_rate must be in (0, 100], got {config.learning_rate}"
+        if config.input != "hello" or config.lengths or config.reshaped_at_export:
+            return "check 'train' learns the hello next-character task: input 'hello', no lengths or export shape"
+    elif config.train_steps or config.learning_rate != _DEFAULTS["learning_rate"]:
+        return "train_steps and learning_rate belong to check 'train'"
     return None
 
 

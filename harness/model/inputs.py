@@ -17,6 +17,7 @@ HELLO_WORDS = ("hello", "olleh", "lleel")  # the notebook's three rows: (3, 5, 4
 
 _INPUT_STREAM = 1
 _STATE_STREAM = 2
+_EXPORT_STREAM = 3  # inputs at the export shape: other values than the run's, so nothing can be memorised
 
 
 def hello_batch() -> np.ndarray:
@@ -25,22 +26,43 @@ def hello_batch() -> np.ndarray:
     return np.array(rows, dtype=np.float32)
 
 
-def build_inputs(config: RnnConfig) -> dict[str, np.ndarray]:
-    """Named inputs in the config's dtype and layout: input, then h0 (and c0) for random state."""
+def train_batch() -> tuple[np.ndarray, np.ndarray]:
+    """The hello next-character task, sequence-first: one-hot inputs (4, 3, 4) of "hell", "olle", "llee"
+    and the indices of the next characters (4, 3) ("ello", "lleh", "leel")."""
+    letters = list(HELLO_VOCABULARY)
+    words = np.array([[letters.index(letter) for letter in word] for word in HELLO_WORDS]).T  # (5, 3)
+    one_hot = np.eye(len(letters), dtype=np.float32)[words]
+    return one_hot[:-1], words[1:].astype(np.int64)
+
+
+def build_inputs(config: RnnConfig, *, shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Named inputs in the config's dtype and layout: input, then h0 (and c0) for random state, then
+    lengths (int64) for packed sequences. With shape (seq_len, batch), the inputs a backend is exported
+    at instead (config.export_shape), drawn from their own stream."""
     dtype = numpy_dtype(config.dtype)
-    if config.input == "hello":
+    seq_len, batch = shape or (config.seq_len, config.batch)
+    stream = _EXPORT_STREAM if shape is not None else _INPUT_STREAM
+    if config.check == "train":
+        sequence_first = train_batch()[0]
+        batch = sequence_first.shape[1]
+    elif config.input == "hello":
         sequence_first = hello_batch()
+    elif config.input == "gaussian":
+        rng = np.random.default_rng([config.seed, stream])
+        sequence_first = rng.standard_normal((seq_len, batch, config.input_size))
     else:
-        rng = np.random.default_rng([config.seed, _INPUT_STREAM])
-        tokens = rng.integers(0, config.input_size, size=(config.seq_len, config.batch))
+        rng = np.random.default_rng([config.seed, stream])
+        tokens = rng.integers(0, config.input_size, size=(seq_len, batch))
         sequence_first = np.eye(config.input_size, dtype=np.float32)[tokens]
     layout = sequence_first.transpose(1, 0, 2) if config.batch_first else sequence_first
     inputs = {"input": np.ascontiguousarray(layout, dtype=dtype)}
     if config.initial_state == "random":
-        rng = np.random.default_rng([config.seed, _STATE_STREAM])
+        rng = np.random.default_rng([config.seed, _STATE_STREAM if shape is None else _EXPORT_STREAM + 1])
         layers = config.num_layers * config.num_directions
-        h_shape = (layers, config.batch, config.output_features)
+        h_shape = (layers, batch, config.output_features)
         inputs["h0"] = rng.standard_normal(h_shape).astype(dtype)
         if config.cell == "lstm":
-            inputs["c0"] = rng.standard_normal((layers, config.batch, config.hidden_size)).astype(dtype)
+            inputs["c0"] = rng.standard_normal((layers, batch, config.hidden_size)).astype(dtype)
+    if config.lengths:
+        inputs["lengths"] = np.array(config.lengths, dtype=np.int64)
     return inputs

@@ -13,9 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, SuiteError, UnknownNameError
+from harness.errors import ConfigError, HarnessError, SuiteError, UnknownNameError
 from harness.model.budget import DEFAULT_MAX_MEMORY, check_budget
-from harness.model.config import RnnConfig
+from harness.model.config import CHECKS, RnnConfig
+from harness.model.factories import add_model_directory
 from harness.model.tolerance import Tolerance
 
 REFERENCE_CONFIG = RnnConfig()
@@ -72,7 +73,10 @@ def load_suite(path: Path | None = None, *, max_memory: int = DEFAULT_MAX_MEMORY
         raise SuiteError(f"{path}: nested too deeply to be a suite") from None
     except ValueError as error:  # e.g. an integer of more than 4300 digits
         raise SuiteError(f"{path}: not a usable TOML value: {error}") from None
-    return parse_suite(document, source=str(path), require_reference=default, max_memory=max_memory)
+    suite = parse_suite(document, source=str(path), require_reference=default, max_memory=max_memory)
+    if any(config.model for config in suite.configs):
+        add_model_directory(path.parent)  # a model module kept next to its suite is found (see factories)
+    return suite
 
 
 SUITE_KEYS = {"name": str, "require_reference_case": bool}
@@ -100,17 +104,20 @@ def parse_suite(document: dict[str, Any], *, source: str, require_reference: boo
         fields = {**defaults, **case}
         atol, rtol = (fields.pop(key, None) for key in CASE_TOLERANCE_KEYS)
         try:
-            config = RnnConfig.from_dict(fields)
             tolerance = Tolerance.pair(atol, rtol, where="tolerance")
-            check_budget(config, max_memory)
+            expanded = [RnnConfig.from_dict(each) for each in per_check(fields)]
+            for config in expanded:
+                check_budget(config, max_memory)
         except HarnessError as error:
             raise SuiteError(f"{source}: case {number}: {error.message}") from None
-        if config.id in seen:
-            raise SuiteError(f"{source}: case {number}: duplicate id {config.id!r} (first at case {seen[config.id]})")
-        seen[config.id] = number
-        configs.append(config)
-        if tolerance is not None:
-            tolerances[config.id] = tolerance
+        for config in expanded:
+            if config.id in seen:
+                raise SuiteError(f"{source}: case {number}: duplicate id {config.id!r} "
+                                 f"(first at case {seen[config.id]})")
+            seen[config.id] = number
+            configs.append(config)
+            if tolerance is not None:
+                tolerances[config.id] = tolerance
     if (require_reference or header.get("require_reference_case")) and configs[0] != REFERENCE_CONFIG:
         raise SuiteError(
             f"{source}: case 1 must be the reference notebook case ({REFERENCE_CONFIG.id}: "
@@ -118,6 +125,24 @@ def parse_suite(document: dict[str, Any], *, source: str, require_reference: boo
         )
     return Suite(name=str(header.get("name", Path(source).stem)), source=source, configs=tuple(configs),
                  tolerances=tolerances)
+
+
+def per_check(fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """A case's fields, once per entry of its `checks` list (["forward"] when it has none): each check is a
+    config of its own, with its own id and golden. train_steps and learning_rate stay with "train"."""
+    if "checks" not in fields:
+        return [fields]
+    checks = fields["checks"]
+    if not isinstance(checks, list) or not checks or not all(isinstance(check, str) for check in checks):
+        raise ConfigError(f"checks must be a non-empty list of {', '.join(map(repr, CHECKS))}, got {checks!r}")
+    if len(set(checks)) != len(checks):
+        raise ConfigError(f"checks lists a check twice: {checks}")
+    if "check" in fields:
+        raise ConfigError("give either check or checks, not both")
+    common = {key: value for key, value in fields.items() if key != "checks"}
+    training = ("train_steps", "learning_rate")
+    return [{**{key: value for key, value in common.items() if check == "train" or key not in training},
+             "check": check} for check in checks]
 
 
 def _check_header(header: Any, source: str) -> None:

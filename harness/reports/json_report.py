@@ -122,7 +122,8 @@ def _artifact_document(cell: CellResult) -> dict[str, Any] | None:
 
 
 def _distance_document(distance: OracleDistance | None) -> dict[str, Any] | None:
-    return None if distance is None else {"max_abs": finite(distance.max_abs), "max_ulps": distance.max_ulps}
+    return None if distance is None else {"max_abs": finite(distance.max_abs), "max_ulps": distance.max_ulps,
+                                          "reference": distance.reference}
 
 
 def report_json(report: RunReport, probes: tuple[ProbeResult, ...] = ()) -> str:

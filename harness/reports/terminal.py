@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from harness.judging.compare import OracleDistance, TensorComparison
+from harness.judging.compare import FLOAT64_EAGER, ORACLE, OracleDistance, TensorComparison
 from harness.judging.results import CellResult, RunReport
 from harness.judging.statistics import ErrorStatistics, histogram_lines
 from harness.reports.text import counted, text_table
@@ -169,7 +169,8 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
         lines.append(f"    artifact: {cell.artifact_check.cause.value}: {cell.artifact_check.summary}")
         lines += [f"      structure: {line}" for line in cell.artifact_check.structure_diff]
     if cell.oracle and cell.golden_oracle:
-        lines.append(f"    float64 oracle: this result is {_distance(cell.oracle)} from it, "
+        label = "float64 oracle" if cell.oracle.reference == ORACLE else cell.oracle.reference
+        lines.append(f"    {label}: this result is {_distance(cell.oracle)} from it, "
                      f"{reference} {_distance(cell.golden_oracle)}"
                      f"{_who_moved(cell.oracle, cell.golden_oracle, reference)}")
     lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor, reference=reference)]
@@ -262,15 +263,20 @@ def _distance(distance: OracleDistance) -> str:
 
 
 def _oracle_summary(report: RunReport) -> list[str]:
-    """Per backend, the worst distance to the float64 oracle over every compared config."""
-    worst: dict[str, tuple[OracleDistance, str]] = {}
-    for cell in report.cells:
-        if cell.oracle and (cell.backend not in worst or cell.oracle.max_abs > worst[cell.backend][0].max_abs):
-            worst[cell.backend] = (cell.oracle, cell.config_id)
-    if not worst:
-        return []
-    lines = ["", "Distance to the float64 NumPy oracle (worst config per backend):"]
-    lines += [f"  {backend}: {_distance(distance)} at {config_id}" for backend, (distance, config_id) in worst.items()]
+    """Per backend, the worst distance to the float64 oracle over every compared config; then, for the configs
+    no oracle covers (users' models, gradients, training), the worst distance to float64 eager torch."""
+    lines = []
+    for reference in (ORACLE, FLOAT64_EAGER):
+        worst: dict[str, tuple[OracleDistance, str]] = {}
+        for cell in report.cells:
+            distance = cell.oracle
+            if distance and distance.reference == reference and (
+                    cell.backend not in worst or distance.max_abs > worst[cell.backend][0].max_abs):
+                worst[cell.backend] = (distance, cell.config_id)
+        if worst:
+            lines += ["", f"Distance to the {reference} (worst config per backend):"]
+            lines += [f"  {backend}: {_distance(distance)} at {config_id}"
+                      for backend, (distance, config_id) in worst.items()]
     return lines
 
 

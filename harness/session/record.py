@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.backends.base import Artifact, Backend
+from harness.backends.base import Artifact, Backend, NoAutogradError
 from harness.backends.capture import first_line
 from harness.judging.compare import compare_outputs
 from harness.judging.judge import Execution
@@ -85,11 +85,13 @@ def _fingerprint(case: Case, backend: Backend, reference: Outputs, cache: Export
     try:
         execution = execute(case, backend, cache)
     except Exception as error:  # recorded as a fact about the backend, like a run would report it
-        status = "unsupported" if backend.known_limitation(case.config) else "error"
+        known = backend.known_limitation(case.config) or isinstance(error, NoAutogradError)
+        status = "unsupported" if known else "error"
         return {"status": status, "reason": first_line(error)}, None
     comparisons = compare_outputs(reference, execution.first, BITWISE)
     if any(c.layout_problem for c in comparisons):
-        return {"status": "error", "reason": "outputs differ in shape from the reference"}, None
+        status = "unsupported" if backend.known_limitation(case.config) else "error"
+        return {"status": status, "reason": "outputs differ in shape from the reference"}, None
     settings = backend_settings(backend)
     return {
         **({"settings": settings} if settings else {}),

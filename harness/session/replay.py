@@ -128,6 +128,9 @@ def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backe
     """No artifact stored: the backend failed at record time, was left out as slow, or the golden predates them."""
     cell = functools.partial(CellResult, config_id=config.id, backend=backend.name)
     fingerprint = golden.backend_fingerprints.get(backend.name, {})
+    if config.check != "forward":
+        return cell(verdict=Verdict.UNSUPPORTED, reason=f"nothing stored: replay runs stored forward models, and "
+                                                        f"check {config.check!r} needs autograd (`harness run`)")
     if fingerprint.get("status") == "unsupported":
         return cell(verdict=Verdict.UNSUPPORTED, reason=f"nothing stored: at record time {fingerprint['reason']}")
     if fingerprint.get("status") == "error":

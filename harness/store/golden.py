@@ -231,8 +231,12 @@ def _version(schema: str) -> int:
 
 
 def _declared_specs(path: Path, config: RnnConfig, declared: dict[str, Any]) -> dict[str, TensorSpec]:
-    """The manifest's tensors, which must be exactly what the config implies (names, shapes, dtype)."""
+    """The manifest's tensors, which must be exactly what the config implies (names, shapes, dtype). Where the
+    config alone does not fix them (a user's model, gradients, training), the manifest's names and shapes
+    stand, in the config's dtype; every tensors file member is still checked against them before reading."""
     implied = expected_shapes(config)
+    if implied is None:
+        implied = {name: tuple(entry["shape"]) for name, entry in declared.items()}
     if set(declared) != set(implied):
         raise GoldenError(f"{path}: declares tensors {sorted(declared)}; config {config.id} implies {sorted(implied)}")
     for name, entry in declared.items():

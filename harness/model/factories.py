@@ -1,0 +1,45 @@
+"""Users' own models: importing the factory a suite names as ``model = "package.module:factory"``.
+
+The factory is looked up on ``sys.path`` and in the directories of ``HARNESS_MODEL_PATH`` (os.pathsep
+separated). A suite that names a model puts its own directory there, so a model module kept next to its
+suite is found, by this process and by every worker process it starts (they inherit the environment).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, one_line
+
+MODEL_PATH_VARIABLE = "HARNESS_MODEL_PATH"
+
+
+def add_model_directory(directory: Path) -> None:
+    """Let model references resolve against directory, here and in processes started from here."""
+    resolved = str(directory.resolve())
+    known = [entry for entry in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep) if entry]
+    if resolved not in known:
+        os.environ[MODEL_PATH_VARIABLE] = os.pathsep.join([*known, resolved])
+
+
+def load_factory(reference: str) -> Callable[..., Any]:
+    """The callable a "package.module:factory" reference names; ConfigError (one line) when it cannot be
+    imported or is not callable."""
+    module_name, _, attribute = reference.partition(":")
+    for entry in reversed(os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep)):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # the user's module: any failure to import it is the user's to fix
+        raise ConfigError(f"model {reference!r}: cannot import {module_name}: "
+                          f"{type(error).__name__}: {one_line(str(error), 300)}") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ConfigError(f"model {reference!r}: {module_name} has no callable {attribute!r}")
+    return factory  # type: ignore[no-any-return]
