@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from harness.backends import register_backend, unregister_backend
 from harness.backends.base import Availability
-from harness.backends.eager import EagerBackend
+from harness.backends.eager import EagerBackend, TorchModel
+from harness.backends.wrappers import flat_module_for
 from harness.judging.oracle import Variant, oracle_outputs
 from harness.model.case import Case
 from harness.model.config import RnnConfig
@@ -85,12 +88,51 @@ DOUBLES = {"test-offset": add_offset, "test-batch-first": batch_first_output,
            "test-lstm-iofc": oracle_variant(Variant(lstm_gate_blocks=(0, 2, 3, 1)))}
 
 
+class GradHookBackend:
+    """Eager CPU with a hook on one weight's gradient: a backward kernel that changed (the forward pass is
+    untouched). The hook adds `offset`, or unseeded noise of that size when `noisy`."""
+
+    device = "cpu"
+    uses_torch_kernels = True
+
+    def __init__(self, name: str, *, offset: float, noisy: bool = False, parameter: str = "rnn.weight_hh_l0") -> None:
+        self.name, self.description = name, f"test double {name}"
+        self.offset, self.noisy, self.parameter = offset, noisy, parameter
+
+    def availability(self) -> Availability:
+        return Availability(available=True)
+
+    def known_limitation(self, config: RnnConfig) -> str | None:
+        return None
+
+    def is_slow(self, config: RnnConfig) -> bool:
+        return False
+
+    def prepare(self, case: Case) -> TorchModel:
+        module = copy.deepcopy(flat_module_for(case))  # the case's own module stays unhooked
+        rng = np.random.default_rng()  # unseeded on purpose, for the noisy variant
+
+        def hook(gradient: torch.Tensor) -> torch.Tensor:
+            if self.noisy:
+                noise = rng.standard_normal(tuple(gradient.shape)) * self.offset
+                return gradient + torch.from_numpy(noise).to(gradient)
+            return gradient + self.offset
+
+        dict(module.named_parameters())[self.parameter].register_hook(hook)
+        return TorchModel(module, "cpu", tuple(case.forward_names))
+
+
+GRAD_DOUBLES = {"test-grad-hook": dict(offset=1e-4), "test-grad-noise": dict(offset=1e-6, noisy=True)}
+
+
 @contextmanager
 def registered_doubles() -> Iterator[None]:
     for name, edit in DOUBLES.items():
         register_backend(name, lambda name=name, edit=edit: EditingBackend(name, edit))  # type: ignore[misc]
+    for name, options in GRAD_DOUBLES.items():
+        register_backend(name, lambda name=name, options=options: GradHookBackend(name, **options))  # type: ignore[misc]
     try:
         yield
     finally:
-        for name in DOUBLES:
+        for name in [*DOUBLES, *GRAD_DOUBLES]:
             unregister_backend(name)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.backends.base import Backend, PreparedModel
+from harness.backends.base import Backend, NoAutogradError, PreparedModel, autograd_problem
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.compare import compare_outputs
 from harness.judging.results import PROBES, SETTING_PROBES, ProbeResult
@@ -23,7 +23,7 @@ from harness.model.case import Case, build_module, weights_sha256
 from harness.model.config import RnnConfig
 from harness.model.hashing import arrays_sha256
 from harness.model.tolerance import BITWISE
-from harness.session.execution import pinned_threads
+from harness.session.execution import for_the_check, pinned_threads
 from harness.session.settings import ProbeSettings
 from harness.verdicts import ProbeVerdict
 
@@ -64,14 +64,22 @@ def _probe_cell(case: Case, backend: Backend, options: ProbeSettings, threads: i
     make = _maker(case.config.id, backend.name)
     try:
         with captured_upstream_messages():
-            model = backend.prepare(case)
+            problem = autograd_problem(backend, case.config.check)
+            if problem:
+                raise NoAutogradError(problem)
+            model = for_the_check(backend.prepare(case), case)  # forward, gradients or training, as a run
             reference = model.run(case.inputs)
-            probes = [make("repeat", *_same_bits(reference, [model.run(case.inputs) for _ in range(options.repeats)],
-                                                  f"{options.repeats} runs in one process"))]
-            probes += _torch_probes(make, backend, model, case, reference, threads)
+            if getattr(model, "runs_check", False):  # torch.compile: compiled and run twice in a worker of its own
+                probes = [make("repeat", *_same_bits(reference, [model.run(case.inputs)], "the worker's two runs"))]
+                probes += [make(probe, ProbeVerdict.NOT_APPLICABLE, "it runs in a worker process of its own, which "
+                                "this process's settings do not reach") for probe in ("torch-threads", "deterministic")]
+            else:
+                repeats = [model.run(case.inputs) for _ in range(options.repeats)]
+                probes = [make("repeat", *_same_bits(reference, repeats, f"{options.repeats} runs in one process"))]
+                probes += _torch_probes(make, backend, model, case, reference, threads)
             probes += _backend_probes(make, backend, case)
     except Exception as error:  # a backend that fails to run has nothing to probe
-        limitation = backend.known_limitation(case.config)
+        limitation = str(error) if isinstance(error, NoAutogradError) else backend.known_limitation(case.config)
         verdict, reason = ((ProbeVerdict.UNSUPPORTED, limitation) if limitation
                            else (ProbeVerdict.ERROR, first_line(error)))
         return [make(probe, verdict, reason) for probe in PROBES if probe != "seed"], ""
