@@ -99,3 +99,6 @@ class Agreement(enum.Enum):
     TOLERANCE = "tolerance"  # different bytes, all within tolerance of the golden
     DRIFT = "drift"  # some environment fails
     NOT_RUN = "n/a"
+
+
+NO_AUTOGRAD = "has no autograd"  # in the reason of a forward-only backend's unsupported grad/train cell

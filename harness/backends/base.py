@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from harness.model.config import RnnConfig
+from harness.verdicts import NO_AUTOGRAD
 
 if TYPE_CHECKING:  # the protocol must not import torch: `harness list` and `--help` stay fast
     from harness.model.case import Case
@@ -72,7 +73,7 @@ def autograd_problem(backend: Backend, check: str) -> str | None:
     """Why backend cannot run a "grad" or "train" check, when it declares ``autograd = False``."""
     if check == "forward" or getattr(backend, "autograd", True):
         return None
-    return f"{backend.name} has no autograd: it computes the forward pass only, so it cannot {check_verb(check)}"
+    return f"{backend.name} {NO_AUTOGRAD}: it computes the forward pass only, so it cannot {check_verb(check)}"
 
 
 def check_verb(check: str) -> str:

@@ -9,7 +9,7 @@ from harness.judging.compare import FLOAT64_EAGER, ORACLE, OracleDistance, Tenso
 from harness.judging.results import CellResult, RunReport
 from harness.judging.statistics import ErrorStatistics, histogram_lines
 from harness.reports.text import counted, text_table
-from harness.verdicts import PastStatus, TensorStatus, Verdict
+from harness.verdicts import NO_AUTOGRAD, PastStatus, TensorStatus, Verdict
 
 ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite distance
 PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
@@ -274,7 +274,9 @@ def _oracle_summary(report: RunReport) -> list[str]:
                     cell.backend not in worst or distance.max_abs > worst[cell.backend][0].max_abs):
                 worst[cell.backend] = (distance, cell.config_id)
         if worst:
-            lines += ["", f"Distance to the {reference} (worst config per backend):"]
+            heading = ("the float64 NumPy oracle" if reference == ORACLE else
+                       "float64 eager torch, where no oracle applies (users' models, gradients, training)")
+            lines += ["", f"Distance to {heading} (worst config per backend):"]
             lines += [f"  {backend}: {_distance(distance)} at {config_id}"
                       for backend, (distance, config_id) in worst.items()]
     return lines
@@ -285,7 +287,15 @@ def _not_compared(report: RunReport) -> list[str]:
     unsupported = [cell for cell in report.cells if cell.verdict is Verdict.UNSUPPORTED]
     if unsupported:
         lines += ["", f"Unsupported ({counted(len(unsupported), 'cell')}; known limitations, tried and confirmed):"]
-        lines += [f"  {cell.config_id} x {cell.backend}: {cell.reason}" for cell in unsupported]
+        forward_only: dict[str, list[str]] = defaultdict(list)  # one line per forward-only backend, not per cell
+        for cell in unsupported:
+            if NO_AUTOGRAD in cell.reason:
+                forward_only[cell.backend].append(cell.config_id)
+            else:
+                lines.append(f"  {cell.config_id} x {cell.backend}: {cell.reason}")
+        lines += [f"  {backend}: {NO_AUTOGRAD} (it computes the forward pass only): "
+                  f"{counted(len(ids), 'gradient/training config')}, {', '.join(ids)}"
+                  for backend, ids in forward_only.items()]
     slow = [cell for cell in report.cells if cell.verdict is Verdict.SLOW]
     if slow:
         lines += ["", f"Left out as slow ({counted(len(slow), 'cell')}; run with --all to include them):"]
