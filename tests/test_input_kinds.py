@@ -119,12 +119,13 @@ def test_onnx_reference_refuses_sequence_lens_it_would_ignore(cli: Cli, golden_c
     from harness.backends.base import Artifact
 
     backend = get_backend("onnx-reference-legacy")
-    with pytest.raises(NotImplementedError, match="GRU node .* has sequence_lens, which onnx.reference ignores"):
+    with pytest.raises(NotImplementedError, match=r"GRU node .* has sequence_lens, which onnx.reference ignores"):
         backend.load(Artifact(kind="onnx", data=artifact_bytes, producer={}), ["output", "h_n"])  # type: ignore[attr-defined]
-    result = cli("run", "--config", UNSORTED, "--golden-dir", str(golden_copy(UNSORTED)),
-                 "--backend", "onnx-reference-legacy", "--backend", "onnx-reference-dynamo", "--backend", "torch-export")
+    result = cli("run", "--config", UNSORTED, "--golden-dir", str(golden_copy(UNSORTED)), "--backend",
+                 "onnx-reference-legacy", "--backend", "onnx-reference-dynamo", "--backend", "torch-export")
     assert result.exit_code == 0
-    assert "x onnx-reference-legacy: the reference evaluator's RNN/GRU/LSTM take sequence_lens and never read it" in result.out
+    assert ("x onnx-reference-legacy: the reference evaluator's RNN/GRU/LSTM take sequence_lens and never read "
+            "it") in result.out
     assert "x torch-export: torch.export cannot trace pack_padded_sequence" in result.out
     assert "(observed: TypeError: zeros()" in result.out
 

@@ -96,7 +96,39 @@ def build_user_model(config: RnnConfig) -> torch.nn.Module:
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"model {config.model!r}: the factory returned {type(module).__name__}, "
                           "not a torch.nn.Module")
-    return module.eval().to(getattr(torch, config.dtype))
+    if isinstance(module, torch.nn.RNNBase) and config.initial_state == "zeros" and not config.lengths:
+        module = BareLstm(module) if isinstance(module, torch.nn.LSTM) else BareRnn(module)
+    built: torch.nn.Module = module.eval().to(getattr(torch, config.dtype))
+    return built
+
+
+class BareRnn(torch.nn.Module):
+    """A factory's bare nn.RNN or nn.GRU, called as ``rnn(x)`` with its outputs flat. TorchScript cannot
+    script the bare module in torch 2.13 (no ``forward``), so, as for the built-in cases, it is wrapped."""
+
+    output_names = ("output", "h_n")
+
+    def __init__(self, rnn: torch.nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output, h_n = self.rnn(x)
+        return output, h_n
+
+
+class BareLstm(torch.nn.Module):
+    """A factory's bare nn.LSTM: its ``(output, (h_n, c_n))`` flattened to three outputs."""
+
+    output_names = ("output", "h_n", "c_n")
+
+    def __init__(self, rnn: torch.nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output, (h_n, c_n) = self.rnn(x)
+        return output, h_n, c_n
 
 
 def build_case(config: RnnConfig) -> Case:
@@ -128,8 +160,10 @@ def model_output_names(config: RnnConfig, module: torch.nn.Module, inputs: dict[
                           f"{type(error).__name__}: {one_line(str(error), 300)}") from None
     outputs = returned if isinstance(returned, (tuple, list)) else (returned,)
     if not outputs or not all(isinstance(output, torch.Tensor) for output in outputs):
+        inside = ", ".join(sorted({type(output).__name__ for output in outputs})) if isinstance(
+            returned, (tuple, list)) else ""
         raise ConfigError(f"model {config.model!r}: forward must return a tensor or a flat tuple of tensors, "
-                          f"got {type(returned).__name__}")
+                          f"got {type(returned).__name__}" + (f" holding {inside}" if inside else ""))
     if declared is not None:
         names = tuple(declared)
         if len(names) != len(outputs) or not all(isinstance(name, str) and NAME.fullmatch(name) for name in names):

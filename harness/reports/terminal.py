@@ -9,7 +9,7 @@ from harness.judging.compare import FLOAT64_EAGER, ORACLE, OracleDistance, Tenso
 from harness.judging.results import CellResult, RunReport
 from harness.judging.statistics import ErrorStatistics, histogram_lines
 from harness.reports.text import counted, text_table
-from harness.verdicts import NO_AUTOGRAD, PastStatus, TensorStatus, Verdict
+from harness.verdicts import NO_AUTOGRAD, Cause, PastStatus, TensorStatus, Verdict
 
 ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite distance
 PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
@@ -170,9 +170,12 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
         lines += [f"      structure: {line}" for line in cell.artifact_check.structure_diff]
     if cell.oracle and cell.golden_oracle:
         label = "float64 oracle" if cell.oracle.reference == ORACLE else cell.oracle.reference
+        # The reference is computed from today's weights and inputs: after they changed it cannot say who moved.
+        verdict = (f": computed from today's {cell.cause.value.split()[0]}, so it cannot say which side moved"
+                   if cell.cause in (Cause.WEIGHTS, Cause.INPUTS) else
+                   _who_moved(cell.oracle, cell.golden_oracle, reference))
         lines.append(f"    {label}: this result is {_distance(cell.oracle)} from it, "
-                     f"{reference} {_distance(cell.golden_oracle)}"
-                     f"{_who_moved(cell.oracle, cell.golden_oracle, reference)}")
+                     f"{reference} {_distance(cell.golden_oracle)}{verdict}")
     lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor, reference=reference)]
     if cell.repeat:
         lines.append("    two runs of the same prepared model differ:")
@@ -314,8 +317,8 @@ def _slow_lines(report: RunReport, slow: list[CellResult]) -> list[str]:
     lines = []
     for backend, ids in by_backend.items():
         ran = [config_id for config_id in report.config_ids if config_id not in ids]
-        listed = (f"every config but {', '.join(ran)}" if len(ids) > len(report.config_ids) / 2
-                  else ", ".join(ids))
+        listed = ("every config" if not ran else f"every config but {', '.join(ran)}"
+                  if len(ids) > len(report.config_ids) / 2 else ", ".join(ids))
         lines.append(f"  {backend} ({counted(len(ids), 'config')}): {listed}")
     return lines
 

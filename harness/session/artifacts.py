@@ -7,6 +7,7 @@ Torch is imported only by exporting: checking and replaying a stored ONNX artifa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -48,19 +49,46 @@ def artifact_backend(backend: Backend) -> ArtifactBackend | None:
     return backend if isinstance(backend, ArtifactBackend) else None
 
 
-def cache_key(config_hash: str, backend: ArtifactBackend) -> str:
-    """sha256 of what decides an export: the config, the export (backends that run the same one share it) and
-    its options, the exporting packages
-    (version and installed files) and the harness's own backend code."""
-    parts = {"config": config_hash, "export": backend.export_name, "options": backend.export_options(),
-             "packages": _package_identities(), "harness": [__version__, _backend_code_digest()]}
+def cache_key(config_hash: str, backend: ArtifactBackend, case_identity: str = "") -> str:
+    """sha256 of what decides an export: the config, what its hash does not cover (case_identity: the weights,
+    the examples, a user's model code), the export (backends that run the same one share it) and its
+    options, the exporting packages (version and installed files) and the harness's own backend code."""
+    parts = {"config": config_hash, "case": case_identity, "export": backend.export_name,
+             "options": backend.export_options(), "packages": _package_identities(),
+             "harness": [__version__, _backend_code_digest()]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def case_identity(case: Case) -> str:
+    """What decides an export beyond the config: the module's weights and the examples it is exported at
+    (sha256 each), and for a user's model the source of every class it is made of outside torch. A model
+    whose weights or code changed under the same config is exported again, never served from the cache."""
+    parts = [case.weights_sha256, arrays_sha256(case.examples)]
+    if case.config.model:
+        parts.append(model_code_digest(case.module))
+    return ":".join(parts)
+
+
+def model_code_digest(module: Any) -> str:
+    """sha256 over the source files of the module's own classes (those not from torch), by file name."""
+    import inspect
+
+    files = set()
+    for part in module.modules():
+        if not type(part).__module__.startswith("torch."):
+            with contextlib.suppress(TypeError, OSError):  # a class without a source file (built in C, or REPL)
+                files.add(inspect.getsourcefile(type(part)) or "")
+    digest = hashlib.sha256()
+    for name in sorted(file for file in files if file):
+        with contextlib.suppress(OSError):
+            digest.update(Path(name).name.encode() + Path(name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def obtain(case: Case, backend: ArtifactBackend, cache: ExportCache | None) -> Obtained:
     """The backend's artifact for the case: from the cache when it holds a sound entry, else exported now
     (and cached). A corrupt entry is discarded and rebuilt, and the source says so."""
-    key = cache_key(case.config.content_hash, backend) if cache else ""
+    key = cache_key(case.config.content_hash, backend, case_identity(case)) if cache else ""
     discarded = ""
     if cache:
         lookup = cache.get(key)
