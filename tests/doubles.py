@@ -30,14 +30,14 @@ class EditedModel:
         return self.edit(self.inner.run(inputs))  # type: ignore[attr-defined]
 
 
-class EditingBackend:
-    """Eager CPU with its outputs edited by a function: a kernel that changed in a known way."""
+class DoubleBackend:
+    """What every test double shares: eager CPU, available, no known limitation, never slow."""
 
     device = "cpu"
     uses_torch_kernels = True
 
-    def __init__(self, name: str, edit: Callable[[Case, Outputs], Outputs]) -> None:
-        self.name, self.description, self.edit = name, f"test double {name}", edit
+    def __init__(self, name: str) -> None:
+        self.name, self.description = name, f"test double {name}"
 
     def availability(self) -> Availability:
         return Availability(available=True)
@@ -47,6 +47,14 @@ class EditingBackend:
 
     def is_slow(self, config: RnnConfig) -> bool:
         return False
+
+
+class EditingBackend(DoubleBackend):
+    """Eager CPU with its outputs edited by a function: a kernel that changed in a known way."""
+
+    def __init__(self, name: str, edit: Callable[[Case, Outputs], Outputs]) -> None:
+        super().__init__(name)
+        self.edit = edit
 
     def prepare(self, case: Case) -> EditedModel:
         return EditedModel(EagerBackend().prepare(case), lambda outputs: self.edit(case, outputs))
@@ -88,25 +96,13 @@ DOUBLES = {"test-offset": add_offset, "test-batch-first": batch_first_output,
            "test-lstm-iofc": oracle_variant(Variant(lstm_gate_blocks=(0, 2, 3, 1)))}
 
 
-class GradHookBackend:
+class GradHookBackend(DoubleBackend):
     """Eager CPU with a hook on one weight's gradient: a backward kernel that changed (the forward pass is
     untouched). The hook adds `offset`, or unseeded noise of that size when `noisy`."""
 
-    device = "cpu"
-    uses_torch_kernels = True
-
     def __init__(self, name: str, *, offset: float, noisy: bool = False, parameter: str = "rnn.weight_hh_l0") -> None:
-        self.name, self.description = name, f"test double {name}"
+        super().__init__(name)
         self.offset, self.noisy, self.parameter = offset, noisy, parameter
-
-    def availability(self) -> Availability:
-        return Availability(available=True)
-
-    def known_limitation(self, config: RnnConfig) -> str | None:
-        return None
-
-    def is_slow(self, config: RnnConfig) -> bool:
-        return False
 
     def prepare(self, case: Case) -> TorchModel:
         module = copy.deepcopy(flat_module_for(case))  # the case's own module stays unhooked

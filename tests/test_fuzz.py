@@ -35,8 +35,9 @@ MANIFEST_BYTES = (COMMITTED_GOLDEN / f"{REFERENCE_ID}.json").read_bytes()
 TENSORS_BYTES = (COMMITTED_GOLDEN / REFERENCE_TENSORS).read_bytes()
 MANIFEST = json.loads(MANIFEST_BYTES)
 CONFIG_KEYS = ("cell", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
-               "proj_size", "dtype", "seed", "initial_state", "input", "seq_len", "batch")
-CASE_KEYS = (*CONFIG_KEYS, "atol", "rtol")
+               "proj_size", "dtype", "seed", "initial_state", "input", "seq_len", "batch", "lengths",
+               "export_seq_len", "export_batch", "model", "check", "train_steps", "learning_rate")
+CASE_KEYS = (*CONFIG_KEYS, "atol", "rtol", "checks")
 # A fifth of the examples for the end-to-end runs through the CLI (at least 10).
 END_TO_END = settings(max_examples=max(10, settings().max_examples // 5))
 SECONDS = 3  # per call: loaders answer in milliseconds, and a hang is a failure (Hang) like any other
@@ -103,7 +104,12 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "cell": st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "gru", "transformer"]),
     "dtype": st.sampled_from(["float32", "float64", "int8", "bfloat16"]),
     "initial_state": st.sampled_from(["zeros", "random"]),
-    "input": st.sampled_from(["hello", "random"]),
+    "input": st.sampled_from(["hello", "random", "gaussian"]),
+    "lengths": st.lists(st.one_of(st.integers(-1, 8), EDGE_INTS), max_size=6),
+    "check": st.sampled_from(["forward", "grad", "train", "backward"]),
+    "checks": st.lists(st.sampled_from(["forward", "grad", "train", "backward"]), max_size=4),
+    "model": st.sampled_from(["pkg.module:factory", "no_colon", "os:getcwd", "a:b:c", ""]),
+    "learning_rate": st.one_of(st.floats(-1, 200), EDGE_INTS),
     "bidirectional": st.booleans(), "batch_first": st.booleans(), "bias": st.booleans(),
     "dropout": st.one_of(st.floats(-0.5, 1.5), EDGE_INTS, HUGE_INT_TOKEN),
     "seed": st.one_of(EDGE_INTS, st.integers(0, 10), HUGE_INT_TOKEN),

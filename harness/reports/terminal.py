@@ -254,10 +254,11 @@ def _who_moved(result: OracleDistance, golden: OracleDistance, reference: str = 
     if math.isnan(result.max_abs) or math.isnan(golden.max_abs):
         side = reference if math.isnan(golden.max_abs) else "this result"
         return f": not comparable, {side} holds NaN"
+    truth = "the mathematics" if result.reference == ORACLE else "the float64 computation"
     if result.max_abs > 10 * golden.max_abs:
-        return ": this result moved away from the mathematics"
+        return f": this result moved away from {truth}"
     if golden.max_abs > 10 * result.max_abs:
-        return f": {reference} is the one away from the mathematics"
+        return f": {reference} is the one away from {truth}"
     return ": both are as close to it"
 
 

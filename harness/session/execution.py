@@ -140,7 +140,8 @@ def timed_execution(prepare: Callable[[], PreparedModel], inputs: dict[str, np.n
                      prepare_seconds=run_started - prepare_started, run_seconds=run_seconds)
 
 
-def baked_shape(case: Case, backend: Backend, golden: Golden, tolerance: Tolerance, *, observed: str) -> str:
+def baked_shape(case: Case, backend: Backend, golden: Golden, tolerance: Tolerance, *, observed: str,
+                cache: ExportCache | None = None) -> str:
     """For a case exported at another shape than it runs at, whose run failed: "shape baked in at export"
     naming the dimension(s), when exporting at the run's own shape computes the golden (and so the failure
     is the shape's); "" otherwise. Each dimension that differs is tried alone to say which one was baked."""
@@ -153,7 +154,7 @@ def baked_shape(case: Case, backend: Backend, golden: Golden, tolerance: Toleran
         control = dataclasses.replace(case, export_inputs=None if shape == run_shape else
                                       build_inputs(config, shape=shape))
         try:
-            outputs = execute(control, backend).first  # never cached: the cache is keyed by config
+            outputs = execute(control, backend, cache).first  # its key holds the examples: its own entry
         except Exception:  # the control failing too means the shape is not the (only) cause
             return False
         return all(tensor.passed for tensor in compare_outputs(golden.tensors, outputs, tolerance))
@@ -191,7 +192,8 @@ def judged_cell(
         return cell(verdict=Verdict.UNSUPPORTED, reason=str(error))
     except Exception as error:  # a backend failure is a result, not a crash of the harness
         observed = first_line(error, limit=110 if limitation else 160)
-        baked = baked_shape(case, backend, golden, tolerance, observed=observed) if config.reshaped_at_export else ""
+        baked = (baked_shape(case, backend, golden, tolerance, observed=observed, cache=cache)
+                 if config.reshaped_at_export else "")
         if limitation:
             return cell(verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {baked or observed})")
         return cell(verdict=Verdict.SHAPE if baked else Verdict.ERROR, reason=baked or first_line(error))
@@ -203,7 +205,7 @@ def judged_cell(
         worst = max(judged.tensors, key=lambda tensor: (tensor.layout_problem, tensor.max_abs), default=None)
         observed = (f"{worst.name}: {worst.actual_shape} instead of {worst.expected_shape}" if worst and
                     worst.layout_problem else f"{worst.name} off by {worst.max_abs:.2g}" if worst else "")
-        baked = baked_shape(case, backend, golden, tolerance, observed=observed)
+        baked = baked_shape(case, backend, golden, tolerance, observed=observed, cache=cache)
         if baked and limitation:  # the known limitation did reproduce, as a wrong result rather than an error
             return cell(verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {baked})")
         if baked:
