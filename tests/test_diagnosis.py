@@ -53,6 +53,9 @@ def test_golden_from_another_seed_is_attributed_to_the_weights(cli: Cli, golden_
     result = run(cli, golden, "eager")
     assert result.exit_code == 1
     assert f"{REFERENCE_ID} x eager: DRIFT (tolerance atol=2e-06 rtol=1e-05); cause: weights changed" in result.out
+    # The oracle runs today's weights: it cannot tell which side moved, and does not pretend to.
+    assert "from it, the golden" in result.out and "computed from today's weights, so it cannot say which side moved" \
+        in result.out and "is the one away from" not in result.out
 
 
 def test_golden_from_other_inputs_is_attributed_to_the_inputs(cli: Cli, golden_copy: Callable[..., Path]) -> None:

@@ -156,3 +156,12 @@ def test_an_exporter_without_dynamic_axes_is_caught_baking_in_both_dimensions(
     assert (f"{RESHAPED} x onnxruntime-legacy: SHAPE") in result.out
     assert ("shape baked in at export: onnxruntime-legacy exported at seq 5 x batch 3 keeps sequence length 5 and "
             "batch 3, and fails at seq 7 x batch 4 (InvalidArgument: [ONNXRuntimeError]") in result.out
+
+
+def test_upstream_errors_reach_reasons_and_goldens_without_terminal_colour_codes() -> None:
+    from harness.backends.capture import first_line
+
+    assert first_line(RuntimeError("Failed \x1b[96mThis is step 1/3\x1b[0m of export\nmore")) == (
+        "RuntimeError: Failed This is step 1/3 of export")
+    for manifest in COMMITTED_GOLDEN.glob("*.json"):
+        assert "\\u001b" not in manifest.read_text(encoding="utf-8"), manifest.name

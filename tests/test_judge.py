@@ -169,7 +169,7 @@ def test_transposed_output_is_shape_with_a_layout_diagnosis() -> None:
     assert "batch and sequence axes are swapped" in output.diagnosis
     assert "(seq, batch, directions*hidden) = (3, 5, 8)" in output.diagnosis
     assert cell.tensors[1].diagnosis == ""  # h_n is fine: no diagnosis
-    assert cell.argmax_changed is None and cell.cause is None
+    assert cell.argmax_changed is None and cell.cause is Cause.COMPUTE  # same inputs and weights: the compute
 
 
 def test_diagnose_leaves_value_comparisons_alone_and_explains_a_dtype_change() -> None:

@@ -307,7 +307,7 @@ def test_changed_weights_drift_with_cause_weights_changed(cli: Cli, model_dir: P
     # Neither the exporter nor the runtime is blamed for a change of weights, and the float64 reference (built
     # from today's weights) does not pretend to know which side moved.
     assert "exporter changed" not in result.out and "is the one away from" not in result.out
-    assert "computed from today's weights, so it cannot say which side moved" in result.out
+    assert f"{CONFIG_ID} x eager" in result.out and "float64 eager torch (no oracle): this result is" in result.out
 
 
 def test_a_factory_returning_a_bare_rnn_runs_on_every_torch_backend(cli: Cli, tmp_path: Path) -> None:
@@ -331,3 +331,45 @@ def test_a_factory_returning_a_bare_rnn_runs_on_every_torch_backend(cli: Cli, tm
     assert verdicts[("bare-models.gru-gru-h8-grad-s0", "torch-export")] == "identical"
     manifest = json.loads((tmp_path / "golden" / "bare-models.lstm-lstm-h8-l2-s0.json").read_text())
     assert list(manifest["tensors"]) == ["output", "h_n", "c_n"]
+
+
+def test_a_typo_in_the_model_reference_stops_run_before_any_golden_is_looked_up(
+        cli: Cli, model_dir: Path, tmp_path: Path) -> None:
+    suite = model_dir / "typo.toml"
+    suite.write_text(f'[[case]]\nmodel = "{MODULE}:biuld"\ncell = "gru"\n', encoding="utf-8")
+    (tmp_path / "golden").mkdir()
+    for command in ("run", "probe"):
+        extra = ("--golden-dir", str(tmp_path / "golden")) if command == "run" else ()
+        result = cli(command, "--suite", str(suite), *extra, "--backend", "eager")
+        assert (result.exit_code, result.out) == (2, ""), command  # not a MISSING golden with a record hint
+        assert result.err.splitlines() == [f"harness: error: model '{MODULE}:biuld': {MODULE} has no callable 'biuld'"]
+
+
+def test_a_train_check_whose_model_gives_no_logits_is_one_line_at_record(cli: Cli, model_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    suite = model_dir / "train.toml"
+    suite.write_text(f'[[case]]\nmodel = "{MODULE}:pair"\ncell = "gru"\nhidden_size = 16\ncheck = "train"\n'
+                     'train_steps = 3\n', encoding="utf-8")
+    result = cli("record", "--suite", str(suite), "--golden-dir", str(tmp_path / "golden"), "--backend", "eager")
+    assert result.exit_code == 2 and "Traceback" not in result.out + result.err
+    assert result.err.splitlines() == [
+        f"harness: error: model '{MODULE}:pair': check 'train' needs its first output to be logits over h/e/l/o "
+        "(last dimension 4), got shape (4, 3, 16)"]
+
+
+def test_a_changed_architecture_is_shape_with_its_cause_and_no_layout_guess(
+        cli: Cli, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite, golden = model_dir / "grad.toml", tmp_path / "golden"
+    suite.write_text(f'[[case]]\nmodel = "{REFERENCE}"\ncell = "gru"\nhidden_size = 6\ncheck = "grad"\n',
+                     encoding="utf-8")
+    select = ("--suite", str(suite), "--golden-dir", str(golden), "--backend", "eager")
+    assert cli("record", *select).exit_code == 0
+    forget_module()
+    (model_dir / f"{MODULE}.py").write_text(TINY.replace("nn.Linear(hidden, 4)", "nn.Linear(hidden, 5)"),
+                                            encoding="utf-8")
+    result = cli("run", *select)
+    assert result.exit_code == 1
+    assert "um-tiny.build-gru-h6-grad-s0 x eager: SHAPE (tolerance atol=2e-06 rtol=1e-05); cause: weights changed" \
+        in result.out
+    assert "grad.head.weight" in result.out and "proj_size" not in result.out  # no RNN layout story for it
+    assert "is the one away from" not in result.out  # today's float64 reference cannot judge the golden

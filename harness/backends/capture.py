@@ -71,9 +71,13 @@ def _flush_c_stdio() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def first_line(error: BaseException, limit: int = 200) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    text = str(error).strip().splitlines()
+    """An exception as one short line: its type and the first line of its message, without terminal colour codes
+    (torch's exporter colours its errors; a report file or golden must not hold escape sequences)."""
+    text = _ANSI.sub("", str(error)).strip().splitlines()
     line = f"{type(error).__name__}: {text[0] if text else ''}"
     return line if len(line) <= limit else line[: limit - 3] + "..."
 

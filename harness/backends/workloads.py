@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from harness.backends.wrappers import WRAPPED_MODULE
+from harness.errors import ConfigError
 from harness.model.config import VOCABULARY_SIZE, RnnConfig
 from harness.model.inputs import train_batch
 from harness.model.tensors import to_numpy, to_torch
@@ -95,8 +96,8 @@ def _training(config: RnnConfig, module: torch.nn.Module, tensors: list[torch.Te
 def _logits(config: RnnConfig, output: torch.Tensor) -> torch.Tensor:
     if config.model:
         if output.shape[-1] != VOCABULARY_SIZE:
-            raise ValueError(f"check 'train': the model's first output must be logits over h/e/l/o "
-                             f"(last dimension {VOCABULARY_SIZE}), got shape {tuple(output.shape)}")
+            raise ConfigError(f"model {config.model!r}: check 'train' needs its first output to be logits over "
+                              f"h/e/l/o (last dimension {VOCABULARY_SIZE}), got shape {tuple(output.shape)}")
         return output
     features = output.shape[-1]
     rng = np.random.default_rng([config.seed, _READOUT_STREAM])

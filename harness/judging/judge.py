@@ -70,10 +70,12 @@ def judge_cell(
     return CellResult(
         config_id=config.id, backend=backend, verdict=verdict, tolerance=tolerance, tensors=tensors,
         repeat=repeat if any(not t.passed for t in repeat) else (),
-        cause=attribute(facts, golden) if verdict is Verdict.DRIFT else None,
+        cause=attribute(facts, golden) if verdict in (Verdict.DRIFT, Verdict.SHAPE) else None,
         oracle=oracle_distance(first, facts.oracle, facts.reference) if facts.oracle is not None else None,
+        # A user's model has no oracle: its float64 reference is built from today's code, so it cannot say
+        # whether the golden or this result moved when that code changed. Only this result's distance is shown.
         golden_oracle=(oracle_distance(golden.tensors, facts.oracle, facts.reference)
-                       if facts.oracle is not None else None),
+                       if facts.oracle is not None and not config.model else None),
         invariant_violations=violations,
         argmax_changed=_argmax_changed(config, golden.tensors, first),
         analysis=(analysis_lines(facts, golden.tensors, first, tolerance) if verdict is Verdict.DRIFT else
@@ -90,11 +92,11 @@ def diagnose(
     tensors: tuple[TensorComparison, ...], expected: Outputs, actual: Outputs, config: RnnConfig
 ) -> tuple[TensorComparison, ...]:
     """Attach a layout diagnosis to every SHAPE tensor."""
-    axes = tensor_axes(config)
+    axes = tensor_axes(config)  # none for gradients, training and users' models: nothing to diagnose by
     return tuple(
         dataclasses.replace(tensor, diagnosis=diagnose_layout(
             tensor.name, expected[tensor.name], actual[tensor.name], axes.get(tensor.name, ())) or "")
-        if tensor.status is TensorStatus.SHAPE else tensor
+        if tensor.status is TensorStatus.SHAPE and axes else tensor
         for tensor in tensors
     )
 

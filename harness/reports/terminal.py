@@ -168,6 +168,8 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
     if cell.artifact_check and cell.artifact_check.changed:
         lines.append(f"    artifact: {cell.artifact_check.cause.value}: {cell.artifact_check.summary}")
         lines += [f"      structure: {line}" for line in cell.artifact_check.structure_diff]
+    if cell.oracle and not cell.golden_oracle:  # a user's model: today's code gives the reference (no oracle)
+        lines.append(f"    {cell.oracle.reference}: this result is {_distance(cell.oracle)} from it")
     if cell.oracle and cell.golden_oracle:
         label = "float64 oracle" if cell.oracle.reference == ORACLE else cell.oracle.reference
         # The reference is computed from today's weights and inputs: after they changed it cannot say who moved.

@@ -164,8 +164,9 @@ def attribute_artifact(golden: Golden, backend: str, fresh: Outputs, replayed: O
     elif runtime_moved:
         cause, summary = ArtifactCause.RUNTIME, f"{moved}: runtime (or the artifact) changed"
     elif exporter_moved:
+        own_code = " (or the model's own code changed: it is the user's)" if golden.config.model else ""
         cause, summary = ArtifactCause.EXPORTER, ("the stored artifact still computes its recorded outputs under "
-                                                  "today's runtime, a fresh export does not: exporter changed")
+                                                  f"today's runtime, a fresh export does not{own_code}")
     elif diff:
         cause, summary = ArtifactCause.EXPORT_ONLY, "a fresh export differs in structure, not in numbers"
     else:

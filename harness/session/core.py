@@ -36,6 +36,7 @@ from harness.model.calibration import Calibration, calibrate
 from harness.model.config import RnnConfig
 from harness.model.dtypes import LOW_PRECISION
 from harness.model.environment import Environment, environment_differences, environment_label, utc_now
+from harness.model.factories import load_factory
 from harness.model.shard import select_shard
 from harness.model.suite import Suite, load_suite
 from harness.model.tolerance import LOOSE_FLOAT32_ATOL, TolerancePolicy
@@ -86,7 +87,10 @@ class Session:
     def configs(self) -> tuple[RnnConfig, ...]:
         """The selected configs (--config), in suite order, then the shard."""
         configs = self.suite.select(list(self.settings.configs))
-        return select_shard(configs, *self.settings.shard) if self.settings.shard else configs
+        configs = select_shard(configs, *self.settings.shard) if self.settings.shard else configs
+        for reference in dict.fromkeys(config.model for config in configs if config.model):
+            load_factory(reference)  # a typo in a model reference is one line and exit 2, not a MISSING golden
+        return configs
 
     def config(self, config_id: str) -> RnnConfig:
         """A config of the whole suite by id; UnknownNameError naming the suite otherwise."""
