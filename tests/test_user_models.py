@@ -212,6 +212,13 @@ def test_a_factory_next_to_its_suite_records_and_runs(cli: Cli, model_dir: Path,
     assert len(cells) == 9
     assert {cell["verdict"] for cell in cells if cell["backend"] != "onnxruntime-legacy"} == {"identical"}
     assert {cell["verdict"] for cell in cells} <= {"identical", "close"}
+    # The stored artifacts replay too, a single-tensor model's included (its one output is not split in rows).
+    replayed = cli("replay", "--suite", str(suite), "--golden-dir", str(golden), *FAST[2:], "--json", str(report))
+    assert replayed.exit_code == 0, replayed.out
+    verdicts = {(cell["config"], cell["backend"]): cell["verdict"]
+                for cell in json.loads(report.read_text(encoding="utf-8"))["cells"]}
+    assert verdicts[("um-tiny.single-gru-h6-s0", "torchscript-script")] == "identical"
+    assert verdicts[("um-tiny.single-gru-h6-s0", "onnxruntime-legacy")] in ("identical", "close")
 
 
 FAILURES = [

@@ -12,7 +12,6 @@ from harness.backends.base import Availability
 from harness.backends.wrappers import flat_module_for
 from harness.model.case import Case
 from harness.model.config import RnnConfig
-from harness.model.tensors import to_numpy, to_torch
 
 
 @dataclass(frozen=True)
@@ -26,15 +25,12 @@ class TorchModel:
     config: RnnConfig | None = None
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.config is not None:
-            from harness.backends.workloads import run_check
+        from harness.backends.workloads import forward_outputs, run_check
 
-            with _no_tf32():
+        with _no_tf32():
+            if self.config is not None:
                 return run_check(self.config, self.module, inputs, self.output_names, self.device)
-        tensors = [to_torch(array).to(self.device) for array in inputs.values()]
-        with torch.no_grad(), _no_tf32():
-            outputs = self.module(*tensors)
-        return {name: to_numpy(tensor) for name, tensor in zip(self.output_names, outputs, strict=True)}
+            return forward_outputs(self.module, inputs, self.output_names, self.device)
 
 
 class _no_tf32:

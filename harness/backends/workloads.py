@@ -27,14 +27,21 @@ Outputs = dict[str, np.ndarray]
 def run_check(config: RnnConfig, module: torch.nn.Module, inputs: dict[str, np.ndarray],
               forward_names: Sequence[str], device: str = "cpu") -> Outputs:
     """The config's check on module: named outputs (see the module docstring)."""
+    if config.check == "forward":
+        return forward_outputs(module, inputs, forward_names, device)
     tensors = [to_torch(array).to(device) for array in inputs.values()]
     if config.check == "grad":
         return _gradients(config, module, list(inputs), tensors)
-    if config.check == "train":
-        return _training(config, module, tensors)
+    return _training(config, module, tensors)
+
+
+def forward_outputs(module: torch.nn.Module, inputs: dict[str, np.ndarray], names: Sequence[str],
+                    device: str = "cpu") -> Outputs:
+    """The module's forward pass without autograd, its tensor (or flat tuple of tensors) named in order."""
+    tensors = [to_torch(array).to(device) for array in inputs.values()]
     with torch.no_grad():
         outputs = _as_tuple(module(*tensors))
-    return {name: to_numpy(tensor) for name, tensor in zip(forward_names, outputs, strict=True)}
+    return {name: to_numpy(tensor) for name, tensor in zip(names, outputs, strict=True)}
 
 
 def loss_weights(config: RnnConfig, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:

@@ -79,8 +79,9 @@ def check_invariants(config: RnnConfig, outputs: dict[str, np.ndarray]) -> tuple
         reverse = np.abs(output[0, :, features:] - last_layer[1]).max()
         if reverse > 0:
             problems.append(f"output[first step] (reverse) != h_n[last layer, reverse] (max diff {reverse:.1e})")
-    if config.lengths:
-        padded = np.arange(config.seq_len)[:, None] >= lengths[None, :]  # (seq, batch)
+    valid = valid_steps_mask(config)
+    if valid is not None:
+        padded = ~valid  # (seq, batch)
         leaked = np.abs(output.astype(np.float64)[padded]).max() if padded.any() else 0.0
         if leaked > 0:
             step, element = np.argwhere(padded & (np.abs(output).max(axis=2) > 0))[0]

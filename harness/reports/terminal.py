@@ -170,7 +170,7 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
         lines += [f"      structure: {line}" for line in cell.artifact_check.structure_diff]
     if cell.oracle and not cell.golden_oracle:  # a user's model: today's code gives the reference (no oracle)
         lines.append(f"    {cell.oracle.reference}: this result is {_distance(cell.oracle)} from it")
-    if cell.oracle and cell.golden_oracle:
+    elif cell.oracle and cell.golden_oracle:
         label = "float64 oracle" if cell.oracle.reference == ORACLE else cell.oracle.reference
         # The reference is computed from today's weights and inputs: after they changed it cannot say who moved.
         verdict = (f": computed from today's {cell.cause.value.split()[0]}, so it cannot say which side moved"
