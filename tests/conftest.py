@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx  # noqa: F401  # imported once, here: a pytester in-process run that imports it again aborts (nanobind)
 import pytest
 from hypothesis import HealthCheck, settings
 
 from harness.cli import main
 from harness.store.cache import CACHE_ENV
+from harness.store.cache_secret import KEY_ENV
 from harness.store.golden import GoldenStore
 
 pytest_plugins = ["pytester"]
@@ -31,6 +34,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # The export cache of this test session: fresh, never the user's (~/.cache/harness). Shared by the tests of
 # one process, so each model is exported once; tests that patch an exporter run with --no-cache.
 os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="harness-test-cache-")
+# ... and its HMAC key: one of this session's, never the user's ~/.config/harness/cache-key (store.cache_secret).
+os.environ[KEY_ENV] = secrets.token_hex(32)
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED_GOLDEN = REPO / "golden"

@@ -14,10 +14,15 @@ from harness.backends.base import Artifact
 from harness.model.config import RnnConfig
 from harness.session.artifacts import cache_key
 from harness.store.cache import CACHE_ENV, ExportCache, default_cache_dir
-from tests.conftest import CliResult
+from tests.conftest import COMMITTED_GOLDEN, CliResult
 
 CONFIGS = ("rnn-h8-s0", "gru-h8-s0")
 BACKENDS = "torchscript-trace,onnxruntime-legacy"
+
+
+def _stored(suffix: str) -> bytes:
+    """A real artifact (entries must pass the artifact gate): the reference golden's first of this kind."""
+    return sorted((COMMITTED_GOLDEN / "artifacts").glob(f"rnn-h8-s0.*{suffix}"))[0].read_bytes()
 
 
 def _run(cli: Callable[..., CliResult], golden_dir: Path, report: Path, *extra: str) -> dict:
@@ -80,7 +85,7 @@ def test_no_cache_neither_reads_nor_writes_it(cli: Callable[..., CliResult], gol
 def test_an_unreadable_entry_is_a_miss_and_is_removed(tmp_path: Path, garbage: bytes) -> None:
     cache = ExportCache(tmp_path)
     key = "ab" + "0" * 62
-    assert cache.put(key, Artifact(kind="onnx", data=b"model", producer={"x": 1}), ("a note",)) == ""
+    assert cache.put(key, Artifact(kind="onnx", data=_stored(".onnx"), producer={"x": 1}), ("a note",)) == ""
     assert cache.get(key).entry is not None
     (tmp_path / "ab" / f"{key}.json").write_bytes(garbage)
     lookup = cache.get(key)
@@ -90,7 +95,7 @@ def test_an_unreadable_entry_is_a_miss_and_is_removed(tmp_path: Path, garbage: b
 
 def test_an_entry_round_trips_its_artifact_and_notes(tmp_path: Path) -> None:
     cache = ExportCache(tmp_path)
-    artifact = Artifact(kind="torchscript", data=b"\x00archive", producer={"exporter": "torch.jit.trace"})
+    artifact = Artifact(kind="torchscript", data=_stored(".pt"), producer={"exporter": "torch.jit.trace"})
     cache.put("cd" + "1" * 62, artifact, ("DeprecationWarning: x",))
     entry = cache.get("cd" + "1" * 62).entry
     assert entry is not None and entry.artifact == artifact and entry.notes == ("DeprecationWarning: x",)

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,13 +79,27 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> tuple[Path, ...]:
 
 
 def _check_out_dir(out_dir: Path) -> None:
+    """The bundle goes into a new directory or an empty real one, named: never through a symlink, never into
+    '.' or '..' (which rename cannot replace), never over a file or a device."""
+    wanted = "give a new or empty directory for the bundle"
+    if out_dir.name in ("", ".", ".."):
+        raise OutputError(f"{out_dir}: is the current or a parent directory; {wanted}, by name")
     parent = out_dir.parent
     if not parent.is_dir():
         raise OutputError(f"{out_dir}: directory {parent} does not exist; create it or choose another path")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise OutputError(f"{out_dir}: exists and is not empty; give a new or empty directory for the bundle")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: exists and is not a directory; give a new or empty directory for the bundle")
+    try:
+        mode: int | None = out_dir.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot be inspected: {error.strerror or error}") from None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise OutputError(f"{out_dir}: is a symlink; {wanted} (the bundle is never written through a link)")
+    if mode is not None and not stat.S_ISDIR(mode):
+        kind = "a file" if stat.S_ISREG(mode) else "a special file"
+        raise OutputError(f"{out_dir}: exists and is {kind}, not a directory; {wanted}")
+    if mode is not None and any(out_dir.iterdir()):
+        raise OutputError(f"{out_dir}: exists and is not empty; {wanted}")
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

@@ -1,5 +1,7 @@
 """Golden files on disk: atomic writes under a lock, content-addressed tensor files confined to the
 directory, and .npz reading that checks every member's declared shape and dtype before reading data.
+Files are named after store.paths.file_stem of their golden's name, and nothing under the directory is
+reached through a symlink (store.paths).
 
 Shared by the suite's goldens and the rnn_golden fixture's goldens; the only code that touches their bytes.
 """
@@ -27,6 +29,7 @@ from harness.errors import GoldenError
 from harness.model.dtypes import numpy_dtype
 from harness.model.hashing import array_sha256, arrays_sha256, bytes_sha256
 from harness.store.documents import read_json
+from harness.store.paths import entry_kind, file_stem, real_directory, writable_place
 
 # <name>.<first 12 hex digits of the tensors' sha256>.npz, next to <name>.json; names never hold a separator.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
@@ -66,17 +69,19 @@ class GoldenDirectory:
         self.root = root
 
     def manifest_path(self, name: str) -> Path:
-        return self.root / f"{name}.json"
+        return self.root / f"{file_stem(name)}.json"
 
     def exists(self, name: str) -> bool:
         return self.manifest_path(name).exists()
 
     def require_directory(self) -> None:
-        """GoldenError unless the golden directory exists and is a directory."""
+        """GoldenError unless the golden directory exists and is a directory, and its artifacts/ (if any)
+        is a real directory inside it."""
         if not self.root.exists():
             raise GoldenError(f"golden directory {self.root} does not exist (--golden-dir)")
         if not self.root.is_dir():
             raise GoldenError(f"golden directory {self.root} is not a directory (--golden-dir)")
+        artifacts_directory(self.root)
 
 
 def confined_tensors_path(root: Path, manifest_path: Path, tensors_file: object) -> Path:
@@ -99,21 +104,29 @@ def check_manifest_path(path: Path) -> None:
         raise GoldenError(f"{path}: is a symlink leading outside {path.parent}")
 
 
+def artifacts_directory(root: Path, *, create: bool = False) -> Path | None:
+    """root/artifacts when it is a real directory (made when asked), None when there is none; GoldenError
+    when it is a symlink or not a directory: nothing is read, written or deleted through it."""
+    directory = root / ARTIFACTS_DIR
+    return directory if real_directory(directory, inside=root, create=create) else None
+
+
 def store_named_tensors_files(root: Path, name: str) -> list[Path]:
-    """Tensors files of golden `name` by the store's naming, inside root (symlinks excluded)."""
+    """Regular tensors files of golden `name` by the store's naming, inside root (symlinks excluded)."""
     if not root.is_dir():
         return []
-    return sorted(path for path in root.iterdir()
-                  if (match := TENSORS_FILE.fullmatch(path.name)) and match["name"] == name and not path.is_symlink())
+    return _store_named(root, TENSORS_FILE, file_stem(name))
 
 
 def store_named_artifact_files(root: Path, name: str) -> list[Path]:
-    """Artifact files of golden `name` by the store's naming, inside root/artifacts (symlinks excluded)."""
-    directory = root / ARTIFACTS_DIR
-    if not directory.is_dir():
-        return []
+    """Regular artifact files of golden `name` by the store's naming, inside a real root/artifacts."""
+    directory = artifacts_directory(root) if root.is_dir() else None
+    return _store_named(directory, ARTIFACT_FILE, file_stem(name)) if directory else []
+
+
+def _store_named(directory: Path, pattern: re.Pattern[str], stem: str) -> list[Path]:
     return sorted(path for path in directory.iterdir()
-                  if (match := ARTIFACT_FILE.fullmatch(path.name)) and match["name"] == name and not path.is_symlink())
+                  if (match := pattern.fullmatch(path.name)) and match["name"] == stem and entry_kind(path) == "file")
 
 
 def tensor_entries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -127,6 +140,9 @@ def store_lock(root: Path) -> Iterator[None]:
     """Writers to one golden directory (records, prunes, xdist workers) take turns."""
     from filelock import FileLock, Timeout
 
+    if entry_kind(root / LOCK_FILE) not in ("absent", "file"):
+        raise GoldenError(f"{root / LOCK_FILE}: the lock file is a {entry_kind(root / LOCK_FILE)}, not a file; "
+                          "remove it (the store never opens a file through a link)")
     try:
         with FileLock(str(root / LOCK_FILE), timeout=LOCK_TIMEOUT_SECONDS):
             yield
@@ -142,22 +158,27 @@ def write_golden_files(
     """Under the directory's lock: remove what an interrupted record left, then tensors and artifacts
     (file name under artifacts/ -> bytes) under content-addressed names, then the manifest (the commit
     point), then the old tensors and artifact files go. A write killed at any moment leaves the old
-    manifest and its files intact. Returns the manifest's path and the leftovers removed."""
+    manifest and its files intact. Nothing is written or deleted through a symlink, and nothing but
+    store-named regular files is deleted. Returns the manifest's path and the leftovers removed."""
     if not NAME.fullmatch(name):
         raise GoldenError(f"golden name {name!r} must be letters, digits, '.', '_', '+' or '-' (no separator)")
-    manifest_path = root / f"{name}.json"
-    tensors_file = f"{name}.{arrays_sha256(arrays)[:12]}.npz"
+    stem = file_stem(name)
+    manifest_path = root / f"{stem}.json"
+    tensors_file = f"{stem}.{arrays_sha256(arrays)[:12]}.npz"
+    for file_name in artifacts or {}:
+        if not (match := ARTIFACT_FILE.fullmatch(file_name)) or match["name"] != stem:
+            raise GoldenError(f"artifact file name {file_name!r} is not one of golden {name!r}")
     try:
         root.mkdir(parents=True, exist_ok=True)
         with store_lock(root):
+            artifacts_directory(root, create=bool(artifacts))  # refused before anything is written or removed
+            for path, what in ((root / tensors_file, "tensors file"), (manifest_path, "manifest"),
+                               *((root / ARTIFACTS_DIR / file_name, "artifact") for file_name in artifacts or {})):
+                writable_place(path, what=f"golden's {what}")
             cleaned = remove_leftovers(root)
             atomic_write(root / tensors_file, npz_bytes(arrays))
             for file_name, data in (artifacts or {}).items():
-                if not (match := ARTIFACT_FILE.fullmatch(file_name)) or match["name"] != name:
-                    raise GoldenError(f"artifact file name {file_name!r} is not one of golden {name!r}")
-                (root / ARTIFACTS_DIR).mkdir(exist_ok=True)
-                if not (root / ARTIFACTS_DIR / file_name).exists():  # content-addressed: same name, same bytes
-                    atomic_write(root / ARTIFACTS_DIR / file_name, data)
+                _write_content_addressed(root / ARTIFACTS_DIR / file_name, data)
             atomic_write(manifest_path, (json.dumps(manifest_for(tensors_file), indent=2) + "\n").encode())
             # Only now is the old golden unreferenced: remove every other tensors and artifact file of this
             # name, by the store's own naming (never a path read from the old manifest).
@@ -172,6 +193,16 @@ def write_golden_files(
     return manifest_path, cleaned
 
 
+def _write_content_addressed(path: Path, data: bytes) -> None:
+    """Same name, same bytes: a regular file that already holds them stays; anything else in the way (other
+    bytes, a symlink) is replaced by the rename."""
+    if entry_kind(path) == "file":
+        with path.open("rb") as handle:
+            if handle.read(len(data) + 1) == data:
+                return
+    atomic_write(path, data)
+
+
 def leftovers(root: Path) -> tuple[Path, ...]:
     """What interrupted writes left: temporary files, and store-named tensors and artifact files that no
     readable manifest of their golden names (a golden whose manifest cannot be read keeps all its files)."""
@@ -179,10 +210,10 @@ def leftovers(root: Path) -> tuple[Path, ...]:
         return ()
     found = []
     referenced: dict[str, set[str] | None] = {}  # manifest name -> the files it names (each read once)
-    artifacts = root / ARTIFACTS_DIR
-    candidates = [*sorted(root.iterdir()), *(sorted(artifacts.iterdir()) if artifacts.is_dir() else [])]
+    artifacts = artifacts_directory(root)
+    candidates = [*sorted(root.iterdir()), *(sorted(artifacts.iterdir()) if artifacts else [])]
     for path in candidates:
-        if path.is_symlink() or not path.is_file():
+        if entry_kind(path) != "file":
             continue
         if TEMPORARY_FILE.fullmatch(path.name):
             found.append(path)

@@ -1,9 +1,10 @@
 """The golden store: the only code that knows golden paths and formats.
 
-Layout, per config id:
-  golden/<id>.json              manifest: config, hashes, tensor shapes/dtypes/sha256, provenance
-  golden/<id>.<sha12>.npz       the tensors (numpy .npz, loaded with allow_pickle=False)
-  golden/artifacts/<id>.<backend>.<sha12>.onnx|.pt    each backend's stored artifact (store.artifacts)
+Layout, per config id (<stem> is the id, or for an id over 100 characters a prefix and a digest of it:
+store.paths.file_stem; the manifest always holds the whole id):
+  golden/<stem>.json              manifest: config, hashes, tensor shapes/dtypes/sha256, provenance
+  golden/<stem>.<sha12>.npz       the tensors (numpy .npz, loaded with allow_pickle=False)
+  golden/artifacts/<stem>.<sha12>.onnx|.pt|.pt2    each backend's stored artifact (store.artifacts)
 
 The tensors file is named by the sha256 of its tensors and the manifest is replaced last, so the
 manifest's rename is the commit point: a record killed at any moment leaves the old manifest
@@ -26,11 +27,12 @@ from harness.model.config import RnnConfig
 from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
 from harness.model.tolerance import Tolerance
-from harness.store.artifacts import ArtifactEntry, read_artifact
+from harness.store.artifacts import ArtifactEntry, VerifiedArtifact, read_artifact, verified_artifact
 from harness.store.documents import read_json, read_json_document
 from harness.store.files import (
     GoldenDirectory,
     TensorSpec,
+    artifacts_directory,
     check_manifest_path,
     confined_tensors_path,
     leftovers,
@@ -42,6 +44,7 @@ from harness.store.files import (
     verify_tensors,
     write_golden_files,
 )
+from harness.store.paths import file_stem
 
 SCHEMA = "harness.golden/2"  # /2: tensor sha256 covers dtype, byte order and shape; /1 is still read
 SCHEMA_FAMILY = "harness.golden/"
@@ -108,9 +111,14 @@ class GoldenStore(GoldenDirectory):
     """Reads and atomically writes suite goldens (one per config id) under one directory."""
 
     def stored_ids(self) -> list[str]:
-        """Config ids with a suite golden here (user goldens of the rnn_golden fixture excluded)."""
-        return sorted(path.stem for path in self.root.glob("*.json")
-                      if (_schema_of(path) or "").startswith(SCHEMA_FAMILY))
+        """Config ids with a suite golden here (user goldens of the rnn_golden fixture excluded): the id its
+        manifest records when the file is named after it, else the file's stem (loading it says what is wrong)."""
+        ids = []
+        for path in self.root.glob("*.json"):
+            schema, config_id = _schema_and_id(path)
+            if (schema or "").startswith(SCHEMA_FAMILY):
+                ids.append(config_id if config_id and file_stem(config_id) == path.stem else path.stem)
+        return sorted(ids)
 
     def load(self, config_id: str) -> Golden:
         """The verified golden of config_id; GoldenError naming the file (and field) if missing or corrupt.
@@ -141,15 +149,22 @@ class GoldenStore(GoldenDirectory):
             environment=Environment.from_dict(manifest["environment"]),
             backend_fingerprints=fingerprints,
             backend_tensors=backend_tensors,
-            artifacts={backend: ArtifactEntry.from_dict(backend, entry)
+            artifacts={backend: ArtifactEntry.from_dict(backend, entry, where=str(manifest_path))
                        for backend, entry in manifest.get("artifacts", {}).items()},
             calibration=_plausible_calibration(manifest_path, config, manifest.get("calibrated_tolerance")),
         )
 
     def artifact_bytes(self, golden: Golden, backend: str) -> bytes:
-        """The stored artifact of one backend, checked against the manifest's size and sha256."""
-        return read_artifact(self.root, self.manifest_path(golden.config.id), golden.config.id,
-                             golden.artifacts[backend])
+        """The stored artifact of one backend, as verified_artifact gives it."""
+        return self.verified_artifact(golden, backend).data
+
+    def verified_artifact(self, golden: Golden, backend: str) -> VerifiedArtifact:
+        """The stored artifact of one backend and what its gate found: read only from a real artifacts
+        directory inside the golden directory, checked against the manifest's size and sha256, then gated
+        (a built-in RNN's must hold a recurrence)."""
+        artifacts_directory(self.root)
+        return verified_artifact(self.root, self.manifest_path(golden.config.id), golden.config.id,
+                                 golden.artifacts[backend], built_in_rnn=not golden.config.model)
 
     def load_for(self, config: RnnConfig) -> Golden:
         """The golden of config, which must have been recorded for exactly this config."""
@@ -163,7 +178,10 @@ class GoldenStore(GoldenDirectory):
 
     def previous(self, config_id: str, *, force: bool) -> tuple[Golden | None, str]:
         """Before a record: the golden it would replace and, when that one cannot be read, why.
-        GoldenError when one exists and force is not given."""
+        GoldenError when one exists and force is not given, or when the record could not be written here
+        (an artifacts/ that is a symlink): said before anything is computed."""
+        if self.root.is_dir():
+            artifacts_directory(self.root)
         if not self.exists(config_id):
             return None, ""
         if not force:
@@ -184,8 +202,9 @@ class GoldenStore(GoldenDirectory):
             raise GoldenError(f"{manifest_path}: golden exists; pass --force to overwrite it")
         if not set(artifacts or {}) <= set(golden.artifacts):
             raise ValueError("artifact bytes given for a backend the golden has no entry for")
-        files = {entry.file: (artifacts or {}).get(backend) or read_artifact(self.root, manifest_path, golden.config.id,
-                                                                            entry)
+        artifacts_directory(self.root)  # before reading a kept artifact through it
+        files = {entry.file: (artifacts or {}).get(backend) or read_artifact(
+                     self.root, manifest_path, golden.config.id, entry, built_in_rnn=not golden.config.model)
                  for backend, entry in golden.artifacts.items()}
         return write_golden_files(self.root, golden.config.id, golden.all_arrays(), golden.manifest, files)
 
@@ -258,13 +277,17 @@ def _spec_lookup(specs: dict[str, TensorSpec], fingerprints: dict[str, Any]) -> 
     return spec_of
 
 
-def _schema_of(path: Path) -> str | None:
+def _schema_and_id(path: Path) -> tuple[str | None, str | None]:
+    """A manifest's schema and config id, read without following a symlink out of its directory."""
     try:
+        check_manifest_path(path)
         document = read_json(path, what="golden manifest", error=GoldenError)
     except GoldenError:
-        return SCHEMA  # unreadable: still looks like a golden, and loading it says what is wrong
-    schema = document.get("schema") if isinstance(document, dict) else None
-    return schema if isinstance(schema, str) else None
+        return SCHEMA, None  # unreadable: still looks like a golden, and loading it says what is wrong
+    if not isinstance(document, dict):
+        return None, None
+    schema, config_id = document.get("schema"), document.get("config_id")
+    return (schema if isinstance(schema, str) else None), (config_id if isinstance(config_id, str) else None)
 
 
 def _backend_tensors(

@@ -9,13 +9,17 @@ from harness.store.documents import read_json
 from harness.store.golden import SCHEMA as SUITE_SCHEMA
 from harness.store.golden import SCHEMA_FAMILY as SUITE_FAMILY
 from harness.store.golden import Golden, GoldenStore
+from harness.store.paths import MAX_STEM, file_stem
 from harness.store.user_golden import SCHEMA as USER_SCHEMA
 from harness.store.user_golden import SCHEMA_FAMILY as USER_FAMILY
 from harness.store.user_golden import UserGolden, UserGoldenStore
 
 
 def load_any_golden(manifest: Path) -> Golden | UserGolden:
-    """The verified golden whose manifest is at this path, no suite needed; GoldenError naming the file."""
+    """The verified golden whose manifest is at this path, no suite needed; GoldenError naming the file.
+    A path named after a whole id too long for a file name leads to the file named after its stem."""
+    if len(manifest.stem) > MAX_STEM:
+        manifest = manifest.with_name(f"{file_stem(manifest.stem)}{manifest.suffix}")
     GoldenStore(manifest.parent).require_directory()
     if not manifest.is_file():
         raise GoldenError(f"{manifest}: no such golden (neither a suite golden nor an rnn_golden fixture golden)")

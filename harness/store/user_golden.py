@@ -1,6 +1,7 @@
 """Goldens of a user's own seeded module (the `rnn_golden` pytest fixture): named tensors in
-`<dir>/<name>.json` + `<name>.<sha12>.npz`, with the suite goldens' format rules (atomic writes,
-sha256 per tensor, no pickle, tensors files confined to the directory)."""
+`<dir>/<name>.json` + `<name>.<sha12>.npz` (a name over 100 characters: its store.paths.file_stem), with
+the suite goldens' format rules (atomic writes, sha256 per tensor, no pickle, tensors files confined to
+the directory)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from harness.store.files import (
     verify_tensors,
     write_golden_files,
 )
+from harness.store.paths import file_stem
 
 SCHEMA = "harness.user-golden/2"  # /2: tensor sha256 covers dtype, byte order and shape; /1 is still read
 SCHEMA_FAMILY = "harness.user-golden/"
@@ -67,6 +69,8 @@ class UserGoldenStore(GoldenDirectory):
         environment = Environment.from_dict(manifest["environment"])
         tensors = read_tensors(tensors_path, specs.get)
         verify_tensors(tensors_path, tensors, expected, schema_version=int(manifest["schema"].rsplit("/", 1)[1]))
-        return UserGolden(name=name, tensors=tensors, recorded_at=str(manifest.get("recorded_at", "?")),
-                          environment=environment, weights_sha256=str(manifest.get("weights_sha256", "")),
+        recorded = str(manifest["name"])  # the whole name, when the file is named after its stem
+        return UserGolden(name=recorded if file_stem(recorded) == path.stem else name, tensors=tensors,
+                          recorded_at=str(manifest.get("recorded_at", "?")), environment=environment,
+                          weights_sha256=str(manifest.get("weights_sha256", "")),
                           inputs_sha256=str(manifest.get("inputs_sha256", "")))
