@@ -59,6 +59,12 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     return outcome[0]
 
 
+@pytest.fixture(autouse=True)
+def four_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers even on a one-CPU machine (the cap by CPUs is tested in tests/test_bounds.py)."""
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 4)
+
+
 def test_two_workers_judge_every_cell_as_one_process_does_in_serial_order(
     golden_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -71,7 +77,7 @@ def test_two_workers_judge_every_cell_as_one_process_does_in_serial_order(
     configs = [session.config(config_id) for config_id in ids]
     seen: list[CellResult] = []
 
-    cells = judged_in_parallel(settings, configs, BACKENDS, jobs=2, on_cell=seen.append)
+    cells = judged_in_parallel(settings, configs, BACKENDS, jobs=2, on_cell=seen.append).cells
 
     serial = [session.judge(config, name) for config in configs for name in BACKENDS]
     assert [(cell.config_id, cell.backend) for cell in cells] == [(i, name) for i in ids for name in BACKENDS]
@@ -102,8 +108,8 @@ def test_one_job_or_one_config_is_judged_in_this_process(
     settings = Settings(golden_dir=golden_copy(*CHEAP[:2]), backends=("eager",))
     configs = load_suite(None).select(list(CHEAP[:2]))
 
-    one_job = judged_in_parallel(settings, configs, ("eager",), jobs=1)
-    one_config = judged_in_parallel(settings, configs[:1], ("eager",), jobs=2)
+    one_job = judged_in_parallel(settings, configs, ("eager",), jobs=1).cells
+    one_config = judged_in_parallel(settings, configs[:1], ("eager",), jobs=2).cells
 
     assert [cell.verdict for cell in one_job] == [Verdict.IDENTICAL] * 2
     assert [cell.verdict for cell in one_config] == [Verdict.IDENTICAL]
@@ -161,9 +167,14 @@ def test_a_dead_worker_costs_only_its_config_as_error_cells(
     settings = Settings(golden_dir=golden_copy(*ids), backends=names)
     configs = load_suite(None).select(list(ids))
 
-    cells = within(300, lambda: judged_in_parallel(settings, configs, names, jobs=2))
+    judged = within(300, lambda: judged_in_parallel(settings, configs, names, jobs=2))
 
+    cells = judged.cells
     assert [(cell.config_id, cell.backend) for cell in cells] == [(c.id, name) for c in configs for name in names]
+    # The report says which configs a dead worker had in flight and which of them killed its worker again.
+    assert len(judged.notes) == 1 and judged.notes[0].startswith("a -j worker process died ")
+    assert judged.notes[0].endswith((f"died while judging {VICTIM}, the only config in flight: its cells are ERROR",
+                                     f"{VICTIM} killed its worker again (ERROR cells)"))
     for cell in cells:
         if cell.config_id == VICTIM:
             assert cell.verdict is Verdict.ERROR

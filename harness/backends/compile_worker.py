@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.backends.bounded import worker_parent
+from harness.backends.lifetime import die_with_parent
 from harness.backends.torch_compile import OUTPUTS, REQUEST, RESULT, CompileFacts
 from harness.backends.workloads import run_check
 from harness.backends.wrappers import flat_module_for
@@ -90,6 +92,7 @@ def _first_line(text: str) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
+    die_with_parent(worker_parent())  # a killed run must not leave a compile running
     # Inductor imported before warnings are recorded: the import warns about torch's own code
     # (torch.utils.mkldnn uses torch.jit.script_method), which says nothing about this case.
     from torch._inductor.async_compile import shutdown_compile_workers

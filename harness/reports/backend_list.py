@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.reports.text import counted
+from harness.reports.text import counted, printable_lines
 
 if TYPE_CHECKING:  # the entries are plain value objects; the catalog that builds them imports the backends
     from harness.backends.catalog import BackendEntry
 
 
 def backend_lines(entries: list[BackendEntry], suite: str) -> list[str]:
+    """The backend list, every line printable (an unavailable backend's reason is upstream error text)."""
     lines = [f"backends (known limitations and slow cells over the configs of {suite}):"]
     for entry in entries:
         state = "available" if entry.available else f"unavailable here: {entry.reason}"
@@ -25,4 +26,4 @@ def backend_lines(entries: list[BackendEntry], suite: str) -> list[str]:
             lines.append(f"  slow, left out without --all: {', '.join(entry.slow)}")
         if not entry.limitations and not entry.slow:
             lines.append("  no known limitation on this suite")
-    return lines
+    return printable_lines(lines)

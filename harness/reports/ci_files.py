@@ -1,13 +1,15 @@
-"""Report files for CI systems: JUnit XML and Markdown (GitHub step summaries), for runs and merges."""
+"""Report files for CI systems: JUnit XML and Markdown (GitHub step summaries), for runs and merges, and
+GitHub Actions annotations. Text from files reaches them only through reports.text.printable."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 
 from harness.judging.results import RunReport
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
-from harness.reports.text import counted
+from harness.reports.text import counted, printable
 from harness.verdicts import Agreement, Verdict
 
 SKIPPED = (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE)
@@ -24,7 +26,7 @@ def junit_xml(report: RunReport) -> bytes:
     })
     for cell in report.cells:
         case = ElementTree.SubElement(suite, "testcase", {
-            "classname": f"harness.{cell.config_id}", "name": cell.backend,
+            "classname": f"harness.{printable(cell.config_id)}", "name": printable(cell.backend),
             "time": f"{cell.prepare_seconds + cell.run_seconds:.4f}",
         })
         if cell.verdict.failing:
@@ -33,7 +35,7 @@ def junit_xml(report: RunReport) -> bytes:
                                                          "type": cell.verdict.value})
             element.text = "\n".join(failure_lines(cell))
         elif cell.verdict in SKIPPED:
-            ElementTree.SubElement(case, "skipped", {"message": f"{cell.verdict.value}: {cell.reason}"})
+            ElementTree.SubElement(case, "skipped", {"message": printable(f"{cell.verdict.value}: {cell.reason}")})
     suites = ElementTree.Element("testsuites")
     suites.append(suite)
     return bytes(ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True))
@@ -42,16 +44,15 @@ def junit_xml(report: RunReport) -> bytes:
 def run_markdown(report: RunReport) -> str:
     lines = [f"## harness: {summary_line(report)}", ""]
     if report.label or report.shard:
-        lines += [f"Environment `{report.label or '-'}`, shard `{report.shard or 'all'}`", ""]
-    lines += [f"| config | {' | '.join(report.backends)} |", f"|---|{'---|' * len(report.backends)}"]
+        lines += [f"Environment {_code(report.label or '-')}, shard {_code(report.shard or 'all')}", ""]
+    lines += [f"| config | {' | '.join(map(_cell, report.backends))} |", f"|---|{'---|' * len(report.backends)}"]
     by_key = {(cell.config_id, cell.backend): cell for cell in report.cells}
     for config_id in report.config_ids:
         entries = [_bold_if_failing(by_key[(config_id, b)].verdict, cell_text(by_key[(config_id, b)]))
                    if (config_id, b) in by_key else "" for b in report.backends]
-        lines.append(f"| `{config_id}` | {' | '.join(entries)} |")
+        lines.append(f"| {_code(config_id)} | {' | '.join(entries)} |")
     if report.failures:
-        lines += ["", "### Failures", "", "```", *(line for cell in report.failures for line in failure_lines(cell)),
-                  "```"]
+        lines += ["", "### Failures", "", *_fenced([line for cell in report.failures for line in failure_lines(cell)])]
     return "\n".join(lines) + "\n"
 
 
@@ -63,17 +64,17 @@ def merge_markdown(report: MergedReport) -> str:
     for label in report.environments:
         cells = [cell for cell in report.cells if cell.environment == label]
         shards = ", ".join(s for s in report.shards[label] if s) or "whole suite"
-        lines.append(f"| `{label}` | {len(cells)} | {sum(c.failing for c in cells)} | {shards} |")
+        lines.append(f"| {_code(label)} | {len(cells)} | {sum(c.failing for c in cells)} | {_cell(shards)} |")
     backends = list(dict.fromkeys(row.backend for row in report.matrix))
     marks = {(row.config, row.backend): row for row in report.matrix}
     lines += ["", "Agreement across environments: **=** bitwise, **~** within tolerance, **DRIFT**, **-** not run",
-              "", f"| config | {' | '.join(backends)} |", f"|---|{'---|' * len(backends)}"]
+              "", f"| config | {' | '.join(map(_cell, backends))} |", f"|---|{'---|' * len(backends)}"]
     for config in dict.fromkeys(row.config for row in report.matrix):
         entries = []
         for backend in backends:
             row = marks.get((config, backend))
             entries.append("" if row is None else _agreement_text(row.agreement, row.groups))
-        lines.append(f"| `{config}` | {' | '.join(entries)} |")
+        lines.append(f"| {_code(config)} | {' | '.join(entries)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -81,9 +82,47 @@ def _agreement_text(agreement: Agreement, groups: tuple[tuple[str, ...], ...]) -
     if agreement is Agreement.BITWISE:
         return "="
     if agreement is Agreement.TOLERANCE:
-        return "~ (" + " / ".join("+".join(group) for group in groups) + ")"
+        return "~ (" + _cell(" / ".join("+".join(group) for group in groups)) + ")"
     return "**DRIFT**" if agreement is Agreement.DRIFT else "-"
 
 
 def _bold_if_failing(verdict: Verdict, text: str) -> str:
     return f"**{text}**" if verdict.failing else text
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: printable, and no `|` that would end the cell."""
+    return printable(text).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """An inline code span in a table cell; a backtick inside would end the span, so it becomes a quote."""
+    inside = _cell(text).replace("`", "'")
+    return f"`{inside}`"
+
+
+def _fenced(lines: list[str]) -> list[str]:
+    """A fenced code block no line of the text can close: the fence is longer than any run of backticks in it."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, *lines, fence]
+
+
+def github_annotations(report: RunReport) -> list[str]:
+    """One GitHub Actions `::error` workflow command per failing cell (printed when the run is a GitHub Actions
+    step). Title and message are printable text, then escaped as the runner unescapes them (data: `%`, CR, LF;
+    properties also `:` and `,`), so nothing in them can end the command early or start another."""
+    commands = []
+    for cell in report.failures:
+        title = printable(f"harness: {cell.config_id} x {cell.backend}: {cell.verdict.value}")
+        message = "\n".join(failure_lines(cell))  # printable lines: the line feeds between them are ours
+        commands.append(f"::error title={_property(title)}::{_data(message)}")
+    return commands
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

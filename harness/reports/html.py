@@ -4,12 +4,14 @@ verdict and error in ulps; each failing cell opens its details, with an |error| 
 from __future__ import annotations
 
 import math
+import re
 from html import escape
+from typing import Any
 
 from harness.judging.results import CellResult, RunReport
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
-from harness.reports.text import counted
+from harness.reports.text import counted, printable
 from harness.verdicts import Agreement, Verdict
 
 STYLE = """
@@ -35,6 +37,16 @@ AGREEMENT_COLOURS = {Agreement.BITWISE: "#1a9850", Agreement.TOLERANCE: "#a6d96a
                      Agreement.NOT_RUN: "#e0e0e0"}
 
 
+def _text(value: Any) -> str:
+    """Text for HTML (an element or an attribute): printable first (reports.text), then markup escaped."""
+    return escape(printable(value))
+
+
+def _anchor(config_id: str, backend: str) -> str:
+    """An element id made of safe characters only: it stands in an attribute and in a script's string."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"cell-{config_id}-{backend}")
+
+
 def colour(cell: CellResult) -> str:
     """Green for bitwise; for close, from light green to yellow as log10(ulps) grows; fixed otherwise."""
     if cell.verdict is not Verdict.CLOSE:
@@ -47,21 +59,21 @@ def colour(cell: CellResult) -> str:
 
 def run_html(report: RunReport) -> str:
     by_key = {(cell.config_id, cell.backend): cell for cell in report.cells}
-    header = "".join(f"<th>{escape(backend)}</th>" for backend in report.backends)
+    header = "".join(f"<th>{_text(backend)}</th>" for backend in report.backends)
     rows = []
     for config_id in report.config_ids:
-        entries = "".join(_heat_cell(by_key.get((config_id, backend)), f"cell-{config_id}-{backend}")
+        entries = "".join(_heat_cell(by_key.get((config_id, backend)), _anchor(config_id, backend))
                           for backend in report.backends)
-        rows.append(f"<tr><th>{escape(config_id)}</th>{entries}</tr>")
-    details = "".join(_details(cell, f"cell-{cell.config_id}-{cell.backend}") for cell in report.failures)
-    legend = "".join(f'<span style="background:{c};color:{_text_colour(v)}">{escape(v.value)}</span>'
+        rows.append(f"<tr><th>{_text(config_id)}</th>{entries}</tr>")
+    details = "".join(_details(cell, _anchor(cell.config_id, cell.backend)) for cell in report.failures)
+    legend = "".join(f'<span style="background:{c};color:{_text_colour(v)}">{_text(v.value)}</span>'
                      for v, c in FIXED_COLOURS.items())
     close = ('<span style="background:#a6d96a">close, 1 ulp</span>'
              '<span style="background:#fee08b">close, 1e6 ulps</span>')
-    body = (f"<h1>harness report</h1><p>{escape(summary_line(report))}</p>"
-            f"<p>suite {escape(report.suite)}; golden {escape(report.golden_dir)}; label {escape(report.label or '-')}"
-            f"; shard {escape(report.shard or 'all')}; torch {escape(report.environment.packages.get('torch', '?'))}"
-            f", onnxruntime {escape(report.environment.packages.get('onnxruntime', '?'))}</p>"
+    body = (f"<h1>harness report</h1><p>{_text(summary_line(report))}</p>"
+            f"<p>suite {_text(report.suite)}; golden {_text(report.golden_dir)}; label {_text(report.label or '-')}"
+            f"; shard {_text(report.shard or 'all')}; torch {_text(report.environment.packages.get('torch', '?'))}"
+            f", onnxruntime {_text(report.environment.packages.get('onnxruntime', '?'))}</p>"
             f'<p class="legend">{legend}{close}</p>'
             f'<table class="heat"><tr><th>config</th>{header}</tr>{"".join(rows)}</table>'
             f"<h2>Failures ({len(report.failures)})</h2>{details or '<p>none</p>'}")
@@ -83,13 +95,14 @@ def merge_html(report: MergedReport) -> str:
                               for label, cell in row.cells.items())
             groups = " / ".join("+".join(group) for group in row.groups)
             text = f"{row.agreement.value} ({groups})" if row.agreement is Agreement.TOLERANCE else row.agreement.value
-            entries.append(f'<td style="background:{AGREEMENT_COLOURS[row.agreement]}" title="{escape(title)}">'
-                           f"{escape(text)}</td>")
-        rows.append(f"<tr><th>{escape(config)}</th>{''.join(entries)}</tr>")
-    environments = "".join(f"<li><b>{escape(label)}</b>: {escape(env['cpu'])}; torch threads {env['torch_threads']}; "
-                           f"{escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}</li>"
+            entries.append(f'<td style="background:{AGREEMENT_COLOURS[row.agreement]}" title="{_text(title)}">'
+                           f"{_text(text)}</td>")
+        rows.append(f"<tr><th>{_text(config)}</th>{''.join(entries)}</tr>")
+    environments = "".join(f"<li><b>{_text(label)}</b>: {_text(env['cpu'])}; "
+                           f"torch threads {_text(env['torch_threads'])}; "
+                           f"{_text(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}</li>"
                            for label, env in report.environments.items())
-    header = "".join(f"<th>{escape(backend)}</th>" for backend in backends)
+    header = "".join(f"<th>{_text(backend)}</th>" for backend in backends)
     body = (f"<h1>harness merge: {counted(len(report.sources), 'report')}, "
             f"{counted(len(report.environments), 'environment')}</h1>"
             f"<ul>{environments}</ul>"
@@ -103,8 +116,8 @@ def merge_html(report: MergedReport) -> str:
 def _heat_cell(cell: CellResult | None, anchor: str) -> str:
     if cell is None:
         return "<td></td>"
-    text = escape(cell_text(cell))
-    title = escape(cell.reason or (cell.past.summary if cell.past else ""))
+    text = _text(cell_text(cell))
+    title = _text(cell.reason or (cell.past.summary if cell.past else ""))
     if cell.verdict.failing:
         text = f'<a href="#{anchor}" onclick="return openCell(\'{anchor}\')">{text}</a>'
     style = f"background:{colour(cell)};color:{_text_colour(cell.verdict)}"
@@ -119,9 +132,9 @@ def _text_colour(verdict: Verdict) -> str:
 def _details(cell: CellResult, anchor: str) -> str:
     histograms = "".join(_histogram_svg(tensor.name, tensor.statistics.histogram)
                          for tensor in cell.tensors if tensor.statistics and not tensor.passed)
-    return (f'<details id="{anchor}"><summary>{escape(cell.config_id)} x {escape(cell.backend)}: '
-            f"{escape(cell.verdict.value)}</summary>{histograms}"
-            f"<pre>{escape(chr(10).join(failure_lines(cell)))}</pre></details>")
+    return (f'<details id="{anchor}"><summary>{_text(cell.config_id)} x {_text(cell.backend)}: '
+            f"{_text(cell.verdict.value)}</summary>{histograms}"
+            f"<pre>{escape(chr(10).join(failure_lines(cell)))}</pre></details>")  # lines already printable
 
 
 def _histogram_svg(name: str, histogram: tuple[tuple[str, int], ...]) -> str:
@@ -134,12 +147,12 @@ def _histogram_svg(name: str, histogram: tuple[tuple[str, int], ...]) -> str:
         x, y = 10 + position * (bar + 4), height - 25 - bar_height
         middle = x + bar / 2
         bars.append(f'<rect x="{x}" y="{y}" width="{bar}" height="{bar_height}" fill="#d73027"/>'
-                    f'<text x="{middle}" y="{height - 10}" font-size="10" text-anchor="middle">{escape(label)}</text>'
+                    f'<text x="{middle}" y="{height - 10}" font-size="10" text-anchor="middle">{_text(label)}</text>'
                     f'<text x="{middle}" y="{y - 3}" font-size="10" text-anchor="middle">{count}</text>')
-    return (f"<p>{escape(name)}: |error| histogram</p>"
+    return (f"<p>{_text(name)}: |error| histogram</p>"
             f'<svg width="{width}" height="{height}" role="img">{"".join(bars)}</svg>')
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
             f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{body}</body></html>\n")

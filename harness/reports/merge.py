@@ -18,7 +18,7 @@ from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
 from harness.model.environment import Environment
 from harness.model.environment import environment_label as label_of
 from harness.reports.json_report import REPORT_SCHEMA
-from harness.reports.text import counted, text_table
+from harness.reports.text import counted, printable_lines, text_table
 from harness.store.documents import read_json_document
 from harness.verdicts import Agreement, Verdict
 
@@ -189,7 +189,8 @@ def merged_document(report: MergedReport) -> dict[str, Any]:
 
 
 def merge_lines(report: MergedReport) -> list[str]:
-    """The terminal view: environments, shards, the agreement matrix, then failures."""
+    """The terminal view: environments, shards, the agreement matrix, then failures; every line printable
+    (labels, environments and ids come from the merged files)."""
     lines = [f"harness merge: {counted(len(report.sources), 'report')}, "
              f"{counted(len(report.environments), 'environment')}"]
     for label, environment in report.environments.items():
@@ -216,7 +217,7 @@ def merge_lines(report: MergedReport) -> list[str]:
     lines += ["", f"{status}: {len(report.matrix)} config x backend rows: "
                   + ", ".join(f"{count} {agreement}" for agreement, count in counts.items())
                   + f"; exit {report.exit_code}"]
-    return lines
+    return printable_lines(lines)
 
 
 def _number(value: float | str) -> str:

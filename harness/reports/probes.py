@@ -8,13 +8,14 @@ from collections import Counter
 from typing import Any
 
 from harness.judging.results import PROBES, ProbeResult
-from harness.reports.text import json_safe, text_table
+from harness.reports.text import json_safe, printable_lines, text_table
 from harness.verdicts import ProbeVerdict
 
 SCHEMA = "harness.probes/1"
 
 
 def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
+    """The probe report, every line printable (details carry upstream error text)."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for result in results:
         rows.setdefault((result.config_id, result.backend), {})[result.probe] = result.verdict.value
@@ -37,7 +38,7 @@ def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
         lines += ["", "Not probed (known limitations):"]
         lines += [f"  {config_id} x {backend}: {detail}" for (config_id, backend), detail in unsupported.items()]
     lines += ["", probe_summary(results)]
-    return lines
+    return printable_lines(lines)
 
 
 def probe_summary(results: tuple[ProbeResult, ...]) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.model.axes import tensor_axes
 from harness.model.hashing import array_sha256
-from harness.reports.text import json_safe
+from harness.reports.text import json_safe, printable_lines
 from harness.store.golden import Golden
 from harness.store.user_golden import UserGolden
 
@@ -40,6 +40,7 @@ def show_document(golden: Golden | UserGolden, manifest_path: str) -> dict[str, 
 
 
 def show_lines(golden: Golden | UserGolden, manifest_path: str) -> list[str]:
+    """What `harness show` prints, every line printable (the manifest's strings are escaped)."""
     environment = golden.environment
     provenance = (", ".join(f"{name} {version}" for name, version in environment.packages.items())
                   + f"; python {environment.python}; {environment.machine}; {environment.cpu}; "
@@ -66,12 +67,16 @@ def show_lines(golden: Golden | UserGolden, manifest_path: str) -> list[str]:
             lines.append(f"    {array.size} values: min {np.nanmin(array):.6g}, max {np.nanmax(array):.6g}, "
                          f"mean {np.nanmean(array):.6g} (--json prints them all)")
     if isinstance(golden, Golden):
-        lines += artifact_lines(golden)
-    return lines
+        lines += _artifact_lines(golden)
+    return printable_lines(lines)
 
 
 def artifact_lines(golden: Golden) -> list[str]:
-    """Each stored artifact: file, size, how it was made and (ONNX) its recurrent nodes and op count."""
+    """Each stored artifact: file, size, how it was made and (ONNX) its recurrent nodes and op count; printable."""
+    return printable_lines(_artifact_lines(golden))
+
+
+def _artifact_lines(golden: Golden) -> list[str]:
     lines = [f"  artifacts ({len(golden.artifacts)}, in artifacts/):"] if golden.artifacts else []
     for backend, entry in golden.artifacts.items():
         producer = entry.producer

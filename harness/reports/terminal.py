@@ -8,7 +8,7 @@ from collections import defaultdict
 from harness.judging.compare import FLOAT64_EAGER, ORACLE, OracleDistance, TensorComparison
 from harness.judging.results import CellResult, RunReport
 from harness.judging.statistics import ErrorStatistics, histogram_lines
-from harness.reports.text import counted, text_table
+from harness.reports.text import counted, printable_lines, text_table
 from harness.verdicts import NO_AUTOGRAD, Cause, PastStatus, TensorStatus, Verdict
 
 ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite distance
@@ -31,7 +31,8 @@ def cell_text(cell: CellResult) -> str:
 
 
 def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
-    """The whole terminal report; passing runs stay short, -v (verbose) adds every detail."""
+    """The whole terminal report, every line printable (text from goldens and upstream errors escaped there);
+    passing runs stay short, -v (verbose) adds every detail."""
     legend = REPLAY_LEGEND if report.replay else CHECK_LEGEND if report.live_reference else LEGEND
     lines = [*_header(report), "", *_table(report), legend]
     lines += [f"  {name} settings: " + ", ".join(f"{key}={value}" for key, value in settings.items())
@@ -40,14 +41,14 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
     if failures:
         lines += ["", "Failures:"]
         for cell in failures:
-            lines += failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
-                                   reference="the reference" if report.live_reference else "the golden")
+            lines += _failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
+                                    reference="the reference" if report.live_reference else "the golden")
     lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report)
     lines += _calibrated(report) + _moved(report) + _artifacts(report) + _cache(report, verbose=verbose)
     lines += _oracle_summary(report) + _not_compared(report)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
     lines += ["", summary_line(report)]
-    return lines
+    return printable_lines(lines)
 
 
 def _missing(report: RunReport) -> list[str]:
@@ -147,7 +148,13 @@ def _table(report: RunReport) -> list[str]:
 
 def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *,
                   reference: str = "the golden") -> list[str]:
-    """Everything a user needs to act on one failing cell; `reference` names what it was compared with."""
+    """Everything a user needs to act on one failing cell, every line printable; `reference` names what it was
+    compared with."""
+    return printable_lines(_failure_lines(cell, environment_changes, reference=reference))
+
+
+def _failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *,
+                   reference: str = "the golden") -> list[str]:
     tolerance = cell.tolerance.describe() if cell.tolerance else "-"
     cause = f"; cause: {cell.cause.value}" if cell.cause else ""
     argmax = ""
@@ -178,15 +185,19 @@ def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *
                    _who_moved(cell.oracle, cell.golden_oracle, reference))
         lines.append(f"    {label}: this result is {_distance(cell.oracle)} from it, "
                      f"{reference} {_distance(cell.golden_oracle)}{verdict}")
-    lines += [f"    {line}" for tensor in cell.tensors for line in tensor_lines(tensor, reference=reference)]
+    lines += [f"    {line}" for tensor in cell.tensors for line in _tensor_lines(tensor, reference=reference)]
     if cell.repeat:
         lines.append("    two runs of the same prepared model differ:")
-        lines += [f"      {line}" for tensor in cell.repeat if not tensor.passed for line in tensor_lines(tensor)]
+        lines += [f"      {line}" for tensor in cell.repeat if not tensor.passed for line in _tensor_lines(tensor)]
     return lines
 
 
 def tensor_lines(tensor: TensorComparison, *, reference: str = "the golden") -> list[str]:
-    """One line for a passing tensor, more for a failing one."""
+    """One printable line for a passing tensor, more for a failing one."""
+    return printable_lines(_tensor_lines(tensor, reference=reference))
+
+
+def _tensor_lines(tensor: TensorComparison, *, reference: str = "the golden") -> list[str]:
     name = tensor.name.ljust(6)
     if tensor.status is TensorStatus.MISSING:
         return [f"{name} missing: expected {tensor.expected_shape} {tensor.expected_dtype}, not produced"]

@@ -1,8 +1,10 @@
 """Judging a run's cells in worker processes (`harness run -j N`), with the results one process would give.
 
 The unit of work is one config with all its backends, so each seeded case is built once. Workers are
-spawned, not forked (torch's OpenMP threads do not survive a fork), and each keeps one Session, whose case
-and golden caches serve every config it is given.
+spawned, not forked (torch's OpenMP threads do not survive a fork), each keeps one Session, whose case
+and golden caches serve every config it is given, and each dies with this process. There are never more workers
+than CPUs, nor than the largest configs' memory estimates allow (model.budget.jobs_cap); the run's notes say when
+-j was capped and when a worker died.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.backends.lifetime import die_with_parent
 from harness.backends.onnx_runtime import SLOW_UNROLLED_STEPS
+from harness.model.budget import estimate, jobs_cap
 from harness.model.config import RnnConfig
 from harness.session.settings import Settings
 from harness.verdicts import Verdict
@@ -54,17 +59,36 @@ def _compiled_here(configs: Sequence[RnnConfig], names: tuple[str, ...], include
     return {config.id for config in configs if include_slow or not backend.is_slow(config)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ParallelRun:
+    """The cells of a -j run in serial order, and what its report must say about how they were judged."""
+
+    cells: list[CellResult]
+    notes: tuple[str, ...] = ()  # -j capped; workers that died, with the configs judged again
+
+
 def judged_in_parallel(
     settings: Settings, configs: Sequence[RnnConfig], backend_names: Sequence[str], jobs: int,
     on_cell: Callable[[CellResult], None] | None = None,
-) -> list[CellResult]:
-    """Every config x backend judged as Session(settings).judge(config, name) would, in `jobs` worker processes;
-    returned in serial order (configs outer, backends inner) whatever order they finish in. on_cell sees each cell
-    as its config finishes. A config whose worker dies is an ERROR cell for each backend. (This process only
-    waits: a backend that kills its process then costs only its config, never the run.)"""
+) -> ParallelRun:
+    """Every config x backend judged as Session(settings).judge(config, name) would, in at most `jobs` worker
+    processes (fewer when the CPUs or the memory estimates cap them, which a note says); cells returned in serial
+    order (configs outer, backends inner) whatever order they finish in. on_cell sees each cell as its config
+    finishes. When a worker dies, the configs it had in flight are judged again one at a time and a note names
+    them; a config whose worker dies again is an ERROR cell for each backend. (This process only waits: a backend
+    that kills its process then costs only its config, never the run.)"""
     names = tuple(backend_names)
-    if jobs <= 1 or len(configs) <= 1:
-        return _judged_here(settings, configs, names, on_cell)
+    cap = jobs_cap(jobs, [estimate(config).total for config in configs], cpus=usable_cpus(),
+                   available=available_memory(), budget=settings.max_memory)
+    notes = (cap.reason,) if cap.reason else ()
+    if cap.jobs <= 1 or len(configs) <= 1:
+        return ParallelRun(cells=_judged_here(settings, configs, names, on_cell), notes=notes)
+    cells, deaths = _judged_in_pool(settings, configs, names, cap.jobs, on_cell)
+    return ParallelRun(cells=cells, notes=notes + deaths)
+
+
+def _judged_in_pool(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, ...], jobs: int,
+                    on_cell: Callable[[CellResult], None] | None) -> tuple[list[CellResult], tuple[str, ...]]:
     from harness.judging.results import CellResult
 
     by_config: dict[int, list[CellResult]] = {}
@@ -79,17 +103,52 @@ def judged_in_parallel(
     todo = sorted(range(len(configs)), key=lambda index: -(
         estimated_cost(configs[index], include_slow=settings.include_slow)
         + (COMPILE_SECONDS if configs[index].id in compiled else 0.0)))
+    notes: list[str] = []
     while todo:
         lost, todo = _drain(settings, configs, names, todo, jobs, finished)
+        in_flight = list(lost)
         if len(lost) > 1:  # several were in flight when one worker died: judge them one at a time to tell which
             suspects, lost = list(lost), {}
             while suspects:
                 died, suspects = _drain(settings, configs, names, suspects, 1, finished)
                 lost.update(died)
+        if in_flight:
+            notes.append(_death_note([configs[index].id for index in in_flight],
+                                     [configs[index].id for index in lost]))
         for index, error in lost.items():
             finished(index, [CellResult(config_id=configs[index].id, backend=name, verdict=Verdict.ERROR,
                                         reason=f"worker process died: {error}") for name in names])
-    return [cell for index in range(len(configs)) for cell in by_config[index]]
+    return [cell for index in range(len(configs)) for cell in by_config[index]], tuple(notes)
+
+
+def _death_note(in_flight: list[str], died_alone: list[str]) -> str:
+    """What the report says about one worker death: the configs in flight, and which of them died again alone."""
+    if len(in_flight) == 1:
+        return f"a -j worker process died while judging {in_flight[0]}, the only config in flight: its cells are ERROR"
+    again = (f"{', '.join(died_alone)} killed its worker again (ERROR cells)" if died_alone
+             else "none died again, so their cells are as a serial run's")
+    return (f"a -j worker process died with {len(in_flight)} configs in flight ({', '.join(in_flight)}); "
+            f"each was judged again alone: {again}")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can give without swapping (Linux's MemAvailable), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _judged_here(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, ...],
@@ -108,7 +167,8 @@ def _drain(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, .
     flying: dict[Future[list[CellResult]], int] = {}
     lost: dict[int, str] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(window, mp_context=context, initializer=_start_worker, initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(window, mp_context=context, initializer=_start_worker,
+                             initargs=(settings, os.getpid())) as pool:
         while (waiting or flying) and not lost:
             while waiting and len(flying) < window:
                 index = waiting.popleft()
@@ -126,10 +186,12 @@ def _drain(settings: Settings, configs: Sequence[RnnConfig], names: tuple[str, .
     return lost, list(waiting)
 
 
-def _start_worker(settings: Settings) -> None:
-    """Pool initializer: cap the OpenMP/MKL pools before torch (or numpy) loads here, so that N workers do not
-    each start a thread per core; then build this worker's Session (judge() pins torch's threads itself)."""
+def _start_worker(settings: Settings, parent: int) -> None:
+    """Pool initializer: die with the run's process; cap the OpenMP/MKL pools before torch loads here, so that
+    N workers do not each start a thread per core; then build this worker's Session (judge() pins torch's
+    threads itself)."""
     global _worker_session
+    die_with_parent(parent)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(settings.threads)
     from harness.session.core import Session
 
