@@ -56,11 +56,22 @@ class Option:
         return kwargs
 
 
+def choice(*allowed: str) -> Callable[[str], str]:
+    """An option type that takes only these words (argparse prints the refusal as a usage error, exit 2)."""
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    parse.__name__ = "|".join(allowed)
+    return parse
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(name="suite", type=Path, metavar="FILE", commands=("list", *SELECTING, "prune", "bundle"), plugin=True,
            help="suite TOML file (default: the packaged default suite)"),
     Option(name="golden_dir", type=Path, metavar="DIR", plugin=True,
-           commands=("run", "record", "show", "prune", "replay", "bundle"),
+           commands=("run", "record", "show", "prune", "replay", "bundle", "review"),
            help="golden directory (default: golden/ of this checkout when run from one, else ./golden; "
                 "in pytest: <rootdir>/golden or the ini option harness_golden_dir)"),
     Option(name="config", kind="append", metavar="ID", commands=SELECTING,
@@ -85,6 +96,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="jobs", metavar="N", commands=PROBING, short="-j",
            help="spread the cells over N worker processes (or auto: one per CPU); the report is the same "
                 "as a serial run's (default: 1; in pytest use pytest-xdist's -n)"),
+    Option(name="cell_budget", metavar="SECONDS", commands=SELECTING, plugin=True,
+           help="end a cell that runs longer than this as an ERROR naming the budget, any backend (default: "
+                "$HARNESS_CELL_BUDGET_S, else 600)"),
     Option(name="no_cache", kind="flag", commands=EXPORTING,
            help="neither read nor write the export cache: export every model afresh"),
     Option(name="cache_dir", type=Path, metavar="DIR", commands=EXPORTING,
@@ -122,6 +136,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="allow_nonfinite", kind="flag", commands=("record",), plugin=True,
            help="record goldens that hold NaN or inf (refused by default)"),
     Option(name="yes", kind="flag", commands=("prune",), help="delete the stale goldens (default: only list them)"),
+    Option(name="review_format", flag_name="format", type=choice("text", "markdown"), default="text",
+           metavar="text|markdown", commands=("review",),
+           help="text for a terminal, or markdown for a pull-request comment or $GITHUB_STEP_SUMMARY (default: text)"),
+    Option(name="output", type=Path, metavar="FILE", commands=("review",),
+           help="write the review to FILE instead of printing it"),
+    Option(name="fail_on_change", kind="flag", commands=("review",),
+           help="exit 1 when any golden or file changed (default: exit 0 whenever the review ran)"),
     # pytest only
     Option(name="update", kind="flag", plugin=True,
            help="record goldens that are missing (suite goldens and rnn_golden fixture goldens)"),

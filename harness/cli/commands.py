@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
 from harness.reports.files import Render, check_output_paths, step_summary_path, write_outputs, write_summary
+from harness.reports.text import printable
 
 if TYPE_CHECKING:
     from harness.judging.results import ProbeResult
@@ -101,9 +103,13 @@ def cmd_bundle(values: Values) -> int:
 
 
 def _write_run_files(values: Values, report: Any, probes: tuple[ProbeResult, ...]) -> None:
-    from harness.reports.ci_files import junit_xml, run_markdown
+    from harness.reports.ci_files import github_annotations, junit_xml, run_markdown
     from harness.reports.html import run_html
     from harness.reports.json_report import report_json
+
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # a GitHub Actions step: each failing cell an annotation
+        for command in github_annotations(report):
+            print(command)
 
     _write([(values["json"], lambda: report_json(report, probes)), (values["junit"], lambda: junit_xml(report)),
             (values["html"], lambda: run_html(report))],
@@ -193,12 +199,12 @@ def cmd_record(values: Values) -> int:
             continue
         result = session.record(config, force=values["force"], fingerprint=not values["reference_only"])
         for leftover in result.cleaned:
-            print(f"removed {leftover} (no manifest refers to it: a temporary or orphaned file)")
+            print(printable(f"removed {leftover} (no manifest refers to it: a temporary or orphaned file)"))
         print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")
         if result.corrupt:
-            print(f"  the golden it replaced was corrupt: {result.corrupt}")
-        for change in result.changes:
-            print(f"  {change}")
+            print(printable(f"  the golden it replaced was corrupt: {result.corrupt}"))
+        for change in result.changes:  # read from the golden it replaced
+            print(printable(f"  {change}"))
         if not result.changes:
             for backend, line in result.fingerprints.items():
                 print(f"  fingerprint {backend}: {line}")
@@ -209,6 +215,7 @@ def cmd_record(values: Values) -> int:
 
 def cmd_show(values: Values) -> int:
     from harness.reports.show import show_document, show_lines
+    from harness.reports.text import printable_json
     from harness.store.golden import default_golden_dir
     from harness.store.lookup import load_any_golden
 
@@ -218,7 +225,7 @@ def cmd_show(values: Values) -> int:
         manifest = (values["golden_dir"] or default_golden_dir()) / f"{argument}.json"
     golden = load_any_golden(manifest)
     if values["print_json"]:
-        print(json.dumps(show_document(golden, str(manifest)), indent=2, allow_nan=False))
+        print(printable_json(show_document(golden, str(manifest))))
     else:
         print("\n".join(show_lines(golden, str(manifest))))
     return EXIT_OK
@@ -235,8 +242,8 @@ def cmd_prune(values: Values) -> int:
         print(f"no stale goldens in {session.golden_dir}: every golden is used by a config of {session.suite.source}")
         return EXIT_OK
     verb = "removed" if values["yes"] else "would remove"
-    for path in paths:
-        print(f"{verb} {path}")
+    for path in paths:  # file names from the golden directory: printable, never a second line or a command
+        print(printable(f"{verb} {path}"))
     if values["yes"]:
         print(f"removed {len(paths)} file{'s' if len(paths) != 1 else ''} of stale goldens from {session.golden_dir}")
     else:
@@ -263,8 +270,26 @@ def cmd_env(values: Values) -> int:
     return EXIT_OK
 
 
+def cmd_review(values: Values) -> int:
+    """What changed in the golden directory since a base, for a reviewer; 0 when it ran (1 with --fail-on-change
+    when anything changed). Reads manifests, tensors and artifact bytes only: no model is built, no module imported."""
+    from harness.reports.review import review_lines, review_markdown
+    from harness.session.review import review_goldens
+    from harness.store.golden import default_golden_dir
+
+    check_output_paths([values["output"]])
+    review = review_goldens(values["golden_dir"] or default_golden_dir(), values["base"])
+    markdown = values["review_format"] == "markdown"
+    text = review_markdown(review) if markdown else "\n".join(review_lines(review)) + "\n"
+    if values["output"] is not None:
+        _write([(values["output"], lambda: text)])
+    else:
+        print(text, end="")
+    return EXIT_DRIFT if values["fail_on_change"] and review.changed else EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Values], int]] = {
     "list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
     "replay": cmd_replay, "bundle": cmd_bundle, "show": cmd_show, "prune": cmd_prune, "merge": cmd_merge,
-    "env": cmd_env,
+    "env": cmd_env, "review": cmd_review,
 }

@@ -26,15 +26,24 @@ SUBCOMMANDS = {
     "bundle": "write one config's stored ONNX model, inputs and golden for Polygraphy and ONNX test runners",
     "show": "a golden's tensors, shapes and provenance, from its manifest alone",
     "prune": "list (or, with --yes, delete) goldens that no config of the suite uses",
+    "review": "what changed in the goldens since a git ref (or against a second directory): tensors, tolerances, "
+              "environment, fingerprints, artifacts and files, as text or Markdown for a reviewer",
     "merge": "combine JSON reports from shards and environments",
     "env": "the environment fingerprint stored in goldens and reports",
 }
 EPILOG = ("Exit codes: 0 everything matched; 1 drift, a shape or invariant failure, nondeterminism "
-          "(a run or a probe), a failed backend, or (merge) a missing shard; 2 bad usage or bad input "
+          "(a run or a probe), a failed backend, (merge) a missing shard, or (review --fail-on-change) a golden "
+          "change; 2 bad usage or bad input "
           "(unknown config or backend, malformed suite, a missing golden directory, a missing, corrupt or "
           "unreadable golden or report, an unavailable backend asked for by name, a golden that would be "
           "overwritten without --force). A run with missing goldens still judges every other cell, "
           "prints the table, and exits 2.")
+
+
+REVIEW_BASE_HELP = ("a second golden directory, or a git ref whose golden directory is read without a checkout "
+                    "(the other side is --golden-dir in the working tree); 'REF...' means the merge-base of REF "
+                    "and HEAD, as a pull request's diff shows (e.g. origin/main...); default: the merge-base with "
+                    "the branch's upstream, or HEAD when there is none (then only uncommitted changes show)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "bundle":
             sub.add_argument("config_id", metavar="ID", help="the config whose golden holds the artifact")
             sub.add_argument("out", type=Path, metavar="OUT", help="directory to create (must not exist, or be empty)")
+        if name == "review":
+            sub.add_argument("base", nargs="?", metavar="BASE", help=REVIEW_BASE_HELP)
         if name == "merge":
             sub.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
         add_cli_options(sub, name)
