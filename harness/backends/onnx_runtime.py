@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from harness.backends.base import Artifact, Availability
+from harness.backends.deadline import terminate_at_deadline
 from harness.model.config import RnnConfig
 from harness.model.environment import package_version
 
@@ -47,7 +48,12 @@ class OrtModel:
     output_names: tuple[str, ...]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.session.run(list(self.output_names), inputs)
+        """The outputs; CellBudgetExceeded when the cell's time budget ends the run (an endless Loop)."""
+        import onnxruntime
+
+        run_options = onnxruntime.RunOptions()
+        with terminate_at_deadline(run_options):
+            results = self.session.run(list(self.output_names), inputs, run_options)
         return dict(zip(self.output_names, results, strict=True))
 
 

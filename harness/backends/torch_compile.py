@@ -21,12 +21,8 @@ Environment variables:
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -36,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.backends.base import Availability
+from harness.backends.bounded import Bounds, run_bounded
+from harness.backends.deadline import remaining
 from harness.errors import ConfigError
 from harness.model.config import RnnConfig
 from harness.model.hashing import arrays_sha256
@@ -203,42 +201,14 @@ class TorchCompileBackend:
         return CompiledRuns(runs=runs, inputs_sha256=case.inputs_sha256, facts=facts)
 
     def _run_worker(self, workdir: Path, budget: float) -> None:
-        """Run the worker on workdir; past the budget its whole process group (inductor's compile workers
-        included) is killed."""
-        with open(workdir / LOG, "wb") as log:
-            process = subprocess.Popen([sys.executable, *self.worker, str(workdir)], stdin=subprocess.DEVNULL,
-                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_worker_env())
-        self.worker_pid = process.pid
-        try:
-            code = process.wait(timeout=budget)
-        except BaseException as error:  # the budget, or Ctrl-C: nothing of the worker may outlive prepare
-            _kill_group(process)
-            if isinstance(error, subprocess.TimeoutExpired):
-                raise TimeoutError(f"compile exceeded its budget of {budget:g} s (killed)") from None
-            raise
-        if code != 0 or not (workdir / RESULT).exists():
-            raise RuntimeError(f"the compile worker exited with {code}: {_last_line(workdir / LOG)}")
+        """Run the worker on workdir within the budget (and the cell's, when shorter); past it, its whole
+        process group (inductor's compile workers included) is killed."""
+        left = remaining()
+        run_bounded(self.worker, workdir, Bounds(seconds=budget if left is None else min(budget, left)),
+                    task="compile", worker="the compile worker", on_start=self._started)
 
-
-def _worker_env() -> dict[str, str]:
-    """This process's environment, with this copy of harness first on the path (the worker must build the
-    case with the same code)."""
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path]) if path else root}
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the worker's process group, then reap the worker. The worker is not yet reaped here, so its
-    pid (the group's id) cannot have been reused."""
-    with contextlib.suppress(ProcessLookupError):  # the group is already gone
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _last_line(log: Path) -> str:
-    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else "(no output)"
+    def _started(self, pid: int) -> None:
+        self.worker_pid = pid
 
 
 def _warning_category(name: str) -> type[Warning]:

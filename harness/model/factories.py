@@ -1,8 +1,12 @@
 """Users' own models: importing the factory a suite names as ``model = "package.module:factory"``.
 
-The factory is looked up on ``sys.path`` and in the directories of ``HARNESS_MODEL_PATH`` (os.pathsep
-separated). A suite that names a model puts its own directory there, so a model module kept next to its
-suite is found, by this process and by every worker process it starts (they inherit the environment).
+The factory is looked up on ``sys.path`` and then in the directories of ``HARNESS_MODEL_PATH`` (os.pathsep
+separated), which are appended to ``sys.path``, never put first: an ``onnxruntime.py`` beside a suite cannot
+shadow the installed package. A suite that names a model puts its own directory there, so a model module kept
+next to its suite is found, by this process and by every worker process it starts (they inherit the environment).
+
+Importing a factory runs the user's code: a suite that names a model is code, like a conftest.py. Only the
+commands that build models import it (run, check, record, probe, the plugin's test items when they run).
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ def load_factory(reference: str) -> Callable[..., Any]:
     """The callable a "package.module:factory" reference names; ConfigError (one line) when it cannot be
     imported or is not callable."""
     module_name, _, attribute = reference.partition(":")
-    for entry in reversed(os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep)):
+    for entry in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep):
         if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
+            sys.path.append(entry)  # last: a module beside a suite can never shadow an installed package
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # the user's module: any failure to import it is the user's to fix

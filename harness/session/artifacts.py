@@ -20,12 +20,15 @@ import numpy as np
 
 from harness import __version__
 from harness.backends.base import Artifact, ArtifactBackend, Backend
+from harness.backends.bounded import MemoryBoundExceeded
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.judge import compare_with_past
 from harness.judging.results import ArtifactCheck
 from harness.model.hashing import arrays_sha256
+from harness.session.stored_runs import run_in_worker
 from harness.store.artifacts import ArtifactEntry, artifact_entry
 from harness.store.cache import ExportCache
+from harness.store.gates import verify_artifact
 from harness.store.golden import Golden, GoldenStore
 from harness.verdicts import ArtifactCause, PastStatus
 
@@ -91,7 +94,7 @@ def obtain(case: Case, backend: ArtifactBackend, cache: ExportCache | None) -> O
     key = cache_key(case.config.content_hash, backend, case_identity(case)) if cache else ""
     discarded = ""
     if cache:
-        lookup = cache.get(key)
+        lookup = cache.get(key, built_in_rnn=not case.config.model)
         if lookup.entry is not None:
             return Obtained(artifact=lookup.entry.artifact, notes=lookup.entry.notes, source="cache")
         discarded = lookup.discarded
@@ -105,16 +108,13 @@ def obtain(case: Case, backend: ArtifactBackend, cache: ExportCache | None) -> O
     return Obtained(artifact=artifact, notes=notes, source=source)
 
 
-def stored_entry(config_id: str, backend: str, artifact: Artifact) -> ArtifactEntry:
-    """The manifest entry for an artifact about to be stored, with its structure when it is ONNX."""
-    structure = onnx_structure_dict(artifact.data) if artifact.kind == "onnx" else None
-    return artifact_entry(config_id, backend, artifact.kind, artifact.data, artifact.producer, structure)
-
-
-def onnx_structure_dict(data: bytes) -> dict[str, Any]:
-    from harness.judging.structure import onnx_structure
-
-    return onnx_structure(data).to_dict()
+def stored_entry(config_id: str, backend: str, artifact: Artifact, *, built_in_rnn: bool = False) -> ArtifactEntry:
+    """The manifest entry for an artifact about to be stored, with its structure when it is ONNX. The gate
+    that checks it on every later read checks it now: a fresh export it refuses is a GoldenError at record
+    time, never a stored golden that fails later. `built_in_rnn`: the config's `model` is empty."""
+    facts = verify_artifact(artifact.kind, artifact.data, where=f"{config_id}: fresh {backend} export",
+                            built_in_rnn=built_in_rnn)
+    return artifact_entry(config_id, backend, artifact.kind, artifact.data, artifact.producer, facts.structure)
 
 
 def check_artifact(store: GoldenStore, golden: Golden, backend: ArtifactBackend, inputs: dict[str, np.ndarray],
@@ -128,13 +128,26 @@ def check_artifact(store: GoldenStore, golden: Golden, backend: ArtifactBackend,
     if same_bytes:  # the fresh run is a replay of the stored artifact
         replayed = fresh_outputs
     else:
-        stored = Artifact(kind=entry.kind, data=store.artifact_bytes(golden, backend.name), producer=entry.producer)
+        verified = store.verified_artifact(golden, backend.name)  # its gate: GoldenError (exit 2) when refused
+        stored = Artifact(kind=entry.kind, data=verified.data, producer=entry.producer)
         try:
-            replayed = run_artifact(backend, stored, list(fresh_outputs), inputs)
+            replayed = (run_artifact(backend, stored, list(fresh_outputs), inputs) if verified.facts.bounded else
+                        run_in_worker(backend, stored, list(fresh_outputs), inputs, threads=_torch_threads()).first)
+        except (TimeoutError, MemoryBoundExceeded) as error:  # a bound of its worker: the stored artifact's doing
+            return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
+                                 summary=f"the stored artifact {first_line(error)} ({verified.facts.unbounded_reason})")
         except Exception as error:  # the stored artifact no longer loads or runs: a finding, not a crash
             return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
                                  summary=f"the stored artifact no longer runs here: {first_line(error)}")
     return attribute_artifact(golden, backend.name, fresh_outputs, replayed, same_bytes=same_bytes, diff=diff)
+
+
+def _torch_threads() -> int:
+    """The intra-op threads the session pinned (torch is loaded in any run that exports)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 1
 
 
 def run_artifact(backend: ArtifactBackend, artifact: Artifact, output_names: list[str],

@@ -27,6 +27,7 @@ from harness.backends import (
     resolve_backends,
 )
 from harness.backends.base import Backend
+from harness.backends.deadline import CellBudgetExceeded, cell_budget
 from harness.errors import GoldenError, UnknownNameError
 from harness.judging.compare import non_finite
 from harness.judging.judge import CaseFacts
@@ -76,6 +77,7 @@ class Session:
         self._cases: dict[str, PreparedCase] = {}
         self._goldens: dict[str, Golden | None] = {}
         self._written: set[str] = set()  # goldens this process recorded through ensure_golden
+        self._over_budget: dict[str, str] = {}  # config id -> why its case could not be built within the budget
 
     # --- what the session runs -------------------------------------------------------------------
 
@@ -87,10 +89,14 @@ class Session:
     def configs(self) -> tuple[RnnConfig, ...]:
         """The selected configs (--config), in suite order, then the shard."""
         configs = self.suite.select(list(self.settings.configs))
-        configs = select_shard(configs, *self.settings.shard) if self.settings.shard else configs
-        for reference in dict.fromkeys(config.model for config in configs if config.model):
-            load_factory(reference)  # a typo in a model reference is one line and exit 2, not a MISSING golden
-        return configs
+        return select_shard(configs, *self.settings.shard) if self.settings.shard else configs
+
+    def require_models(self) -> None:
+        """Import every model factory the selected configs name: a typo in a reference is one line and exit 2,
+        not a MISSING golden. This runs the user's code (a suite that names a model is code, like a
+        conftest.py): only the commands that build models call it, never replay, list, show, prune or bundle."""
+        for reference in dict.fromkeys(config.model for config in self.configs if config.model):
+            load_factory(reference)
 
     def config(self, config_id: str) -> RnnConfig:
         """A config of the whole suite by id; UnknownNameError naming the suite otherwise."""
@@ -191,7 +197,7 @@ class Session:
             inputs_sha256=prepared.case.inputs_sha256, recorded_by=REFERENCE_BACKEND, recorded_at=utc_now(),
             environment=environment, backend_fingerprints=recorded.fingerprints,
             backend_tensors=recorded.backend_tensors,
-            artifacts={backend: stored_entry(config.id, backend, artifact)
+            artifacts={backend: stored_entry(config.id, backend, artifact, built_in_rnn=not config.model)
                        for backend, artifact in recorded.artifacts.items()},
             calibration=calibration_for(config, reference, prepared.facts),
         )
@@ -210,7 +216,7 @@ class Session:
         try:
             self.record(config, force=exists, fingerprint=False)
         except GoldenError:
-            if not self.store.exists(config.id):  # another xdist worker won a race writing the same golden
+            if exists or not self.store.exists(config.id):  # else another xdist worker won a race writing it
                 raise
         self._written.add(config.id)
         return "rewritten" if exists else "recorded"
@@ -239,6 +245,19 @@ class Session:
         if backend_name in self.unavailable:
             return CellResult(config_id=config.id, backend=backend_name, verdict=Verdict.UNAVAILABLE,
                               reason=self.unavailable[backend_name])
+        if config.id in self._over_budget:  # its case (the float64 reference run) already ran out of time
+            return CellResult(config_id=config.id, backend=backend_name, verdict=Verdict.ERROR,
+                              reason=self._over_budget[config.id])
+        try:
+            with cell_budget(self.settings.cell_budget):
+                return self._judge_within_budget(config, backend_name)
+        except CellBudgetExceeded as error:
+            if config.id not in self._cases:  # the case itself (or a live golden) took the budget
+                self._over_budget[config.id] = f"building the case and its reference: {error}"
+            return CellResult(config_id=config.id, backend=backend_name, verdict=Verdict.ERROR,
+                              reason=self._over_budget.get(config.id, str(error)))
+
+    def _judge_within_budget(self, config: RnnConfig, backend_name: str) -> CellResult:
         golden = self.golden(config)
         if golden is None:
             return CellResult(config_id=config.id, backend=backend_name, verdict=Verdict.MISSING,
@@ -264,6 +283,7 @@ class Session:
         if not self.settings.live_reference:
             self.require_golden_dir()
         configs = self.configs
+        self.require_models()
         names = self.backend_names
         self._resolved  # noqa: B018  # resolve (and reject unavailable named backends) before any work
         cells = list(with_runtime_findings(self.judge_all(configs, names, on_cell), SAME_EXPORT_RUNTIMES))

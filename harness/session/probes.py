@@ -37,6 +37,7 @@ Outputs = dict[str, np.ndarray]
 def run_probes(session: Session, options: ProbeSettings) -> tuple[ProbeResult, ...]:
     """Every probe for every config x backend of the session; the fresh processes work while this one probes."""
     configs = session.configs
+    session.require_models()
     backends = session.runnable_backends()
     workers = _start_workers(session, [b.name for b in backends]) if options.fresh_process else []
     results: list[ProbeResult] = []
@@ -179,7 +180,8 @@ def _deterministic_algorithms() -> Iterator[None]:
 
 def _start_workers(session: Session, backends: list[str]) -> list[subprocess.Popen[str]]:
     settings = session.settings
-    command = [sys.executable, "-m", "harness.session.probe_worker", "--threads", str(settings.threads)]
+    command = [sys.executable, "-m", "harness.session.probe_worker", "--threads", str(settings.threads),
+               "--parent", str(os.getpid())]
     command += ["--suite", str(settings.suite)] if settings.suite else []
     command += [flag for config in session.configs for flag in ("--config", config.id)]
     command += [flag for backend in backends for flag in ("--backend", backend)]

@@ -15,11 +15,15 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from harness.backends import DEFAULT_BACKENDS, expand_backend_names, get_backend
 from harness.backends.base import Artifact, ArtifactBackend, Backend
+from harness.backends.bounded import MemoryBoundExceeded
 from harness.backends.capture import first_line
+from harness.backends.deadline import CellBudgetExceeded, cell_budget
 from harness.errors import BackendUnavailableError
-from harness.judging.judge import CaseFacts, judge_cell
+from harness.judging.judge import CaseFacts, Execution, judge_cell
 from harness.judging.results import CellResult, RunReport
 from harness.model.config import RnnConfig
 from harness.model.environment import current_environment, environment_label
@@ -27,6 +31,7 @@ from harness.model.hashing import arrays_sha256
 from harness.model.inputs import build_inputs
 from harness.session.artifacts import attribute_artifact
 from harness.session.execution import timed_execution
+from harness.session.stored_runs import run_in_worker
 from harness.store.golden import Golden
 from harness.verdicts import Verdict
 
@@ -108,11 +113,16 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     if arrays_sha256(inputs) != golden.inputs_sha256:
         return cell(verdict=Verdict.ERROR, reason="the inputs rebuilt here differ from those the golden was recorded "
                                                   "with (inputs sha256): NumPy's generators changed?")
-    artifact = Artifact(kind=entry.kind, data=session.store.artifact_bytes(golden, backend.name),
-                        producer=entry.producer)
+    stored = session.store.verified_artifact(golden, backend.name)  # its gate: GoldenError (exit 2) when refused
+    artifact = Artifact(kind=entry.kind, data=stored.data, producer=entry.producer)
     try:
-        with session.pinned() if "torch" in backend.loader_packages else nullcontext():
-            execution = timed_execution(lambda: backend.load(artifact, list(golden.tensors)), inputs)
+        with cell_budget(session.settings.cell_budget):
+            execution = stored_execution(session, backend, artifact, list(golden.tensors), inputs,
+                                         bounded=stored.facts.bounded)
+    except CellBudgetExceeded as error:
+        return cell(verdict=Verdict.ERROR, reason=str(error))
+    except (TimeoutError, MemoryBoundExceeded) as error:
+        return cell(verdict=Verdict.ERROR, reason=f"{first_line(error)} ({stored.facts.unbounded_reason})")
     except Exception as error:  # a stored artifact that no longer runs is a result
         return cell(verdict=Verdict.ERROR, reason=f"the stored artifact no longer runs here: {first_line(error)}")
     facts = CaseFacts(config=config, inputs_sha256=golden.inputs_sha256, weights_sha256=golden.weights_sha256,
@@ -122,6 +132,18 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     judged = judge_cell(facts, backend.name, golden, execution, tolerance)
     check = attribute_artifact(golden, backend.name, execution.first, execution.first, same_bytes=True, diff=())
     return dataclasses.replace(judged, artifact_check=check)
+
+
+def stored_execution(session: Session, backend: ArtifactBackend, artifact: Artifact, output_names: list[str],
+                     inputs: dict[str, np.ndarray], *, bounded: bool) -> Execution:
+    """A stored artifact loaded and run twice: here when its gate proved it bounded, else in a bounded worker
+    (harness.session.stored_runs) that the cell's time left and a memory bound limit."""
+    if bounded:
+        with session.pinned() if "torch" in backend.loader_packages else nullcontext():
+            return timed_execution(lambda: backend.load(artifact, output_names), inputs)
+    runs = run_in_worker(backend, artifact, output_names, inputs, threads=session.settings.threads)
+    return Execution(first=runs.first, second=runs.second, notes=runs.notes, prepare_seconds=runs.prepare_seconds,
+                     run_seconds=runs.run_seconds)
 
 
 def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backend: ArtifactBackend) -> CellResult:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.backends.deadline import DEFAULT_CELL_BUDGET_S, parse_budget
 from harness.errors import HarnessError
 from harness.model.budget import DEFAULT_MAX_MEMORY, parse_bytes
 from harness.model.shard import parse_shard
@@ -37,6 +38,7 @@ class Settings:
     cache: bool = True  # keep fresh exports in the export cache and reuse them (--no-cache)
     cache_dir: Path | None = None  # None: store.cache.default_cache_dir()
     jobs: int = 1  # worker processes for a run's cells (-j)
+    cell_budget: float = DEFAULT_CELL_BUDGET_S  # seconds one cell may take, any backend (--cell-budget)
 
     @property
     def backends_named(self) -> bool:
@@ -76,6 +78,7 @@ def settings_from(values: Mapping[str, Any], **overrides: Any) -> Settings:
         "cache": not values.get("no_cache"),
         "cache_dir": values.get("cache_dir"),
         "jobs": resolve_jobs(values.get("jobs")),
+        "cell_budget": parse_budget(values.get("cell_budget")),
     }
     return Settings(**{**fields, **overrides})
 

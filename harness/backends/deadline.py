@@ -1,0 +1,113 @@
+"""The per-cell time budget: one deadline for the cell being judged, honoured by every backend.
+
+A stored artifact, a suite's `train_steps` or a user's model can run for ever; the budget turns that into
+an ERROR naming the budget, and the run goes on. Within `cell_budget(seconds)`:
+- in the main thread, SIGALRM raises CellBudgetExceeded at the deadline: Python-level loops (training steps,
+  the ONNX reference evaluator, a TorchScript loop between ops) stop there;
+- onnxruntime runs are ended by ORT's own terminate flag (`terminate_at_deadline`), since a signal handler
+  runs only once ORT returns to Python;
+- a worker process (torch.compile, a bounded artifact replay) is given at most the time left (`remaining`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from harness.errors import ConfigError
+
+BUDGET_ENV = "HARNESS_CELL_BUDGET_S"
+DEFAULT_CELL_BUDGET_S = 600.0
+
+_open: list[tuple[float, float]] = []  # (time.monotonic() deadline, budget seconds) of open budgets, innermost last
+
+
+class CellBudgetExceeded(BaseException):
+    """The cell ran past its time budget (an ERROR naming the budget, never a crash of the run).
+
+    A BaseException, like KeyboardInterrupt: the `except Exception` that turns a backend's failure into a
+    result (or a model that cannot run in float64 into no reference) must not swallow it and run on unbounded.
+    Only the session, which owns the budget, catches it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"exceeded the per-cell time budget of {seconds:g} s (--cell-budget, {BUDGET_ENV}): "
+                         "stopped")
+        self.seconds = seconds
+
+
+def parse_budget(text: str | float | None, *, where: str = "--cell-budget") -> float:
+    """A positive, finite number of seconds; None or "" gives $HARNESS_CELL_BUDGET_S, else 600 s."""
+    if text is None or text == "":
+        text = os.environ.get(BUDGET_ENV, "")
+        where = BUDGET_ENV
+        if not text:
+            return DEFAULT_CELL_BUDGET_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"{where} must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def remaining() -> float | None:
+    """Seconds left to the innermost open budget (never below 0), or None outside any budget."""
+    if not _open:
+        return None
+    return max(0.0, _open[-1][0] - time.monotonic())
+
+
+@contextlib.contextmanager
+def cell_budget(seconds: float) -> Iterator[None]:
+    """Run the block under a budget of `seconds` (an enclosing, shorter budget still wins)."""
+    deadline = time.monotonic() + seconds
+    if _open and _open[-1][0] < deadline:
+        deadline, seconds = _open[-1]
+    alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if alarm:
+        previous = signal.getsignal(signal.SIGALRM)
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise CellBudgetExceeded(seconds)
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+    _open.append((deadline, seconds))
+    try:
+        yield
+    finally:
+        _open.pop()
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if _open:  # an enclosing budget is still open: its alarm again
+                signal.setitimer(signal.ITIMER_REAL, max(_open[-1][0] - time.monotonic(), 1e-3))
+
+
+@contextlib.contextmanager
+def terminate_at_deadline(run_options: Any) -> Iterator[None]:
+    """Set onnxruntime RunOptions.terminate when the open budget runs out (a no-op outside any budget);
+    CellBudgetExceeded when it did, instead of ORT's own 'terminate flag' error."""
+    left = remaining()
+    if left is None:
+        yield
+        return
+    timer = threading.Timer(left, setattr, (run_options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except Exception:
+        if run_options.terminate:
+            raise CellBudgetExceeded(_open[-1][1] if _open else left) from None
+        raise
+    finally:
+        timer.cancel()
+
