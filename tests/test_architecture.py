@@ -249,7 +249,7 @@ WITHOUT_TORCH = textwrap.dedent("""
     golden_dir = arguments["golden_dir"]
     for argv in (["merge", *arguments["reports"]], ["show", arguments["config"], "--golden-dir", golden_dir],
                  ["show", arguments["config"], "--json", "--golden-dir", golden_dir], ["list"],
-                 ["prune", "--golden-dir", golden_dir]):
+                 ["prune", "--golden-dir", golden_dir], ["review", golden_dir, "--golden-dir", golden_dir]):
         code = main(argv)
         assert code == 0, f"harness {' '.join(argv)} exited {code}"
     for blocked in ("torch", "onnx", "onnxruntime", "onnxscript"):

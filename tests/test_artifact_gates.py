@@ -362,3 +362,34 @@ def test_read_artifact_runs_the_gate(tmp_path: Path) -> None:
     assert read_artifact(copy, copy / f"{CONFIG}.json", CONFIG, entry, built_in_rnn=False)
     with pytest.raises(GoldenError, match="contains no recurrence"):
         read_artifact(copy, copy / f"{CONFIG}.json", CONFIG, entry, built_in_rnn=True)
+
+
+def shape_fed_zeros(*, scaled: bool) -> bytes:
+    """zeros([2, <dim 0 of x>]) as the legacy exporter builds an initial state, or with that dimension
+    multiplied by 2**20 first (arithmetic on a shape: no longer bounded by a tensor that exists)."""
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["dim"]),
+             helper.make_node("Mul", ["dim", "big"], ["scaled"]),
+             helper.make_node("Unsqueeze", ["scaled" if scaled else "dim", "axes"], ["dim1"]),
+             helper.make_node("Concat", ["two", "dim1"], ["zeros_shape"], axis=0),
+             helper.make_node("ConstantOfShape", ["zeros_shape"], ["y"])]
+    graph = helper.make_graph(nodes, "zeros", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+                               helper.make_tensor("big", TensorProto.INT64, [], [2**20]),
+                               helper.make_tensor("axes", TensorProto.INT64, [1], [0]),
+                               helper.make_tensor("two", TensorProto.INT64, [1], [2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_zeros_sized_by_an_existing_dimension_are_bounded_and_by_arithmetic_are_not() -> None:
+    """A dimension of a tensor that exists (the packed legacy exports' initial state) is linear in memory
+    already held; arithmetic on it is not, so that model must run under bounds."""
+    plain = verify_artifact("onnx", shape_fed_zeros(scaled=False), where="plain.onnx", built_in_rnn=False)
+    scaled = verify_artifact("onnx", shape_fed_zeros(scaled=True), where="scaled.onnx", built_in_rnn=False)
+    assert plain.bounded and plain.unbounded_reason == ""
+    assert not scaled.bounded and "ConstantOfShape" in scaled.unbounded_reason
+    packed = "gru-h8-gauss-t6b4-len3_6_2_5-s0"
+    entry = json.loads((REPO / "golden" / f"{packed}.json").read_text())["artifacts"]["onnxruntime-legacy"]
+    assert verify_artifact("onnx", (REPO / "golden" / "artifacts" / entry["file"]).read_bytes(), where="packed",
+                           built_in_rnn=True).bounded

@@ -1,4 +1,5 @@
-"""Small formatting helpers every report shares: printable text, text tables, counted nouns, strict-JSON values."""
+"""Small formatting helpers every report shares: printable text (harness.errors.printable), text tables,
+counted nouns, strict-JSON values."""
 
 from __future__ import annotations
 
@@ -8,26 +9,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-# GitHub Actions runs a workflow command from any line of a step's output: `::name::` at the start of a line
-# (after leading whitespace), and the legacy `##[name]` anywhere in it.
-_COMMAND = "::"
+from harness.errors import printable as printable  # re-exported: the reports import it from here
+
 _LEGACY_COMMAND = "##["
-
-
-def printable(text: object) -> str:
-    """The text as one line that cannot act on a terminal or a CI log: every control character (C0, C1, DEL,
-    ESC, CR/LF, Unicode format and separator characters) escaped as Python writes it (\\x1b, \\n, \\u202e),
-    so no ANSI or OSC-8 sequence and no second line; a leading `::` and any `##[` broken, so no workflow
-    command. Text that is already printable comes back unchanged, so applying it twice changes nothing more.
-    Every report line made from a file (manifests, file names, upstream errors) passes through here."""
-    value = str(text)
-    if value.isprintable() and _LEGACY_COMMAND not in value and not value.lstrip(" ").startswith(_COMMAND):
-        return value
-    value = "".join(character if character.isprintable() else repr(character)[1:-1] for character in value)
-    value = value.replace(_LEGACY_COMMAND, "##\\x5b")
-    if value.lstrip(" ").startswith(_COMMAND):
-        value = value.replace(":", "\\x3a", 1)
-    return value
 
 
 def printable_lines(lines: Iterable[str]) -> list[str]:

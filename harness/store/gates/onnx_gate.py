@@ -221,10 +221,63 @@ def _value_bounds(model: onnx.ModelProto, where: str) -> str:
                 op = f" ({producer.op_type})" if producer is not None else ""
                 raise refused(where, f"value {value.name!r}{op} would take {size} bytes, over the bound of "
                                      f"{MAX_VALUE_BYTES}: refused")
+        constants = _constant_sizes(graph)
         unknown += [f"{node.op_type} {node.name or node.output[0]!r}" for node in graph.node
                     if node.op_type in _ALLOCATING_OPS
-                    and not all(name in values and _known(values[name], input_symbols) for name in node.output)]
+                    and not all(name in values and _known(values[name], input_symbols) for name in node.output)
+                    and not _one_existing_dim(node, producers, constants)]
     return f"sizes not known statically: {', '.join(unknown[:3])}" if unknown else ""
+
+
+# Ops that pass a shape vector's values on unchanged (or only pick among them).
+_PASSING_SHAPE_OPS = frozenset({"Unsqueeze", "Squeeze", "Cast", "Identity", "Reshape"})
+
+
+def _constant_sizes(graph: onnx.GraphProto) -> dict[str, list[int]]:
+    """Small integer constants (initializers and Constant outputs of up to 8 values) by value name."""
+    import onnx
+    from onnx import numpy_helper
+
+    tensors = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        for attribute in node.attribute if node.op_type == "Constant" and node.output else ():
+            if attribute.name == "value" and attribute.type == onnx.AttributeProto.TENSOR:
+                tensors[node.output[0]] = attribute.t
+    return {name: [int(value) for value in numpy_helper.to_array(tensor).reshape(-1)]
+            for name, tensor in tensors.items() if tensor.data_type in (6, 7) and math.prod(tensor.dims) <= 8}
+
+
+def _one_existing_dim(node: onnx.NodeProto, producers: dict[str, onnx.NodeProto],
+                      constants: dict[str, list[int]]) -> bool:
+    """A ConstantOfShape whose shape is a Concat of small constants and at most one dimension of a tensor that
+    already exists (Gather of a Shape, as the legacy exporter's zero initial state [layers, batch, hidden]):
+    its size is at most the constants' product times the size of that tensor, linear in memory already held."""
+    if node.op_type != "ConstantOfShape" or not node.input:
+        return False
+    concat = _through(producers, node.input[0])
+    if concat is None or concat.op_type != "Concat":
+        return False
+    constant_product, dynamic = 1, 0
+    for name in concat.input:
+        if name in constants:
+            constant_product *= math.prod(max(value, 1) for value in constants[name])
+            continue
+        source = _through(producers, name)
+        if source is None or source.op_type != "Gather" or source.input[1] not in constants:
+            return False
+        shape = _through(producers, source.input[0])
+        if shape is None or shape.op_type != "Shape" or len(constants[source.input[1]]) != 1:
+            return False
+        dynamic += 1
+    return dynamic <= 1 and constant_product * 4 <= MAX_VALUE_BYTES
+
+
+def _through(producers: dict[str, onnx.NodeProto], name: str) -> onnx.NodeProto | None:
+    """The node that computes `name`, looking through ops that pass a shape vector on unchanged."""
+    node = producers.get(name)
+    while node is not None and node.op_type in _PASSING_SHAPE_OPS and node.input:
+        node = producers.get(node.input[0])
+    return node
 
 
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
