@@ -9,6 +9,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,3 +85,38 @@ def test_mutated_archive_members_are_refused_or_pass_never_crash(kind: str, data
 @given(kind=st.sampled_from(KINDS), data=st.binary(max_size=512))
 def test_arbitrary_bytes_are_refused_never_crash(kind: str, data: bytes) -> None:
     gated(kind, data, True)
+
+
+# --- export-cache entries: a sound entry with any field of its JSON replaced, or its bytes mutated --------
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@given(field=st.sampled_from(["schema", "kind", "sha256", "bytes", "producer", "notes", "hmac", "extra"]),
+       value=JSON_VALUES, flips=st.lists(st.integers(min_value=0), max_size=3))
+def test_a_tampered_cache_entry_is_discarded_with_a_reason_never_served_or_raised(
+        tmp_path_factory: Any, field: str, value: Any, flips: list[int]) -> None:
+    from harness.backends.base import Artifact
+    from harness.store.cache import ExportCache
+
+    cache = ExportCache(tmp_path_factory.mktemp("cache"), secret=b"k" * 32)
+    key = "cd" + "0" * 62
+    data = real("onnx")
+    assert cache.put(key, Artifact(kind="onnx", data=data, producer={"exporter": "x"}), ("a note",)) == ""
+    meta_path = next(cache.root.glob(f"*/{key}.json"))
+    original = json.loads(meta_path.read_text())
+    meta = {**original, field: value}
+    meta_path.write_text(json.dumps(meta))
+    data_path = next(path for path in cache.root.glob(f"*/{key}.*") if path.suffix != ".json")
+    mutated = bytearray(data)
+    for flip in flips:
+        mutated[flip % len(mutated)] ^= 0xFF
+    data_path.write_bytes(bytes(mutated))
+    lookup = cache.get(key, built_in_rnn=True)
+    if lookup.entry is not None:  # only an untouched entry may be served: the same field value, the same bytes
+        assert bytes(mutated) == data and meta == original
+        assert lookup.entry.artifact.data == data
+    else:
+        assert lookup.discarded and "\n" not in lookup.discarded
