@@ -69,6 +69,7 @@ class ArtifactCause(enum.Enum):
     RUNTIME = "runtime/artifact moved"
     BOTH = "exporter changed and runtime/artifact moved"
     REPLAY_FAILED = "stored artifact no longer runs"
+    FORGED = "stored artifact does not compute this model"  # agrees with a fresh export on the golden's input only
     UNKNOWN = "no recorded fingerprint to compare with"
 
 

@@ -393,3 +393,49 @@ def test_zeros_sized_by_an_existing_dimension_are_bounded_and_by_arithmetic_are_
     entry = json.loads((REPO / "golden" / f"{packed}.json").read_text())["artifacts"]["onnxruntime-legacy"]
     assert verify_artifact("onnx", (REPO / "golden" / "artifacts" / entry["file"]).read_bytes(), where="packed",
                            built_in_rnn=True).bounded
+
+
+def golden_plus_zero_times_the_rnn(data: bytes, outputs: dict[str, np.ndarray]) -> bytes:
+    """The real export, each output replaced by the golden's constant plus 0 x what the recurrence computed:
+    a recurrence, and outputs that depend on the input in the graph, so the static gate lets it through."""
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    names = [value.name for value in graph.output]
+    for node in graph.node:
+        node.output[:] = [f"{name}__real" if name in names else name for name in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "nought"))
+    for name in names:
+        graph.initializer.append(numpy_helper.from_array(outputs[name], f"{name}__golden"))
+        graph.node.extend([helper.make_node("Mul", [f"{name}__real", "nought"], [f"{name}__nothing"]),
+                           helper.make_node("Add", [f"{name}__golden", f"{name}__nothing"], [name])])
+    return model.SerializeToString()
+
+
+def plant_golden_plus_zero(tmp_path: Path) -> Path:
+    copy = golden_copy(tmp_path)
+    entry = json.loads((copy / f"{CONFIG}.json").read_text())["artifacts"]["onnxruntime-legacy"]
+    data = golden_plus_zero_times_the_rnn((copy / "artifacts" / entry["file"]).read_bytes(), golden_outputs())
+    assert verify_artifact("onnx", data, where="planted", built_in_rnn=True).recurrence  # the gate lets it in
+    plant(copy, "onnxruntime-legacy", data)
+    return copy
+
+
+def test_replay_of_the_goldens_constants_plus_zero_times_the_rnn_fails(tmp_path: Path) -> None:
+    """It reproduces the golden bitwise; on a second input its outputs stay put: ERROR, exit 1."""
+    result = replay(plant_golden_plus_zero(tmp_path), "onnxruntime-legacy", tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "does not compute this model" in output and "stay put when its whole input is drawn anew" in output
+
+
+def test_run_of_the_goldens_constants_plus_zero_times_the_rnn_fails(tmp_path: Path) -> None:
+    """`run` compares it with a fresh export on a second input: they agree on the golden's input only."""
+    copy = plant_golden_plus_zero(tmp_path)
+    result = subprocess.run([*HARNESS, "run", "--golden-dir", str(copy), "--config", CONFIG, "--backend",
+                             "onnxruntime-legacy", "--no-cache"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "differs from a fresh export of the same weights" in output, output

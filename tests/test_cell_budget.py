@@ -4,6 +4,7 @@ unbounded allocation each end as an ERROR naming the bound they hit, and the run
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -68,6 +69,31 @@ def test_the_budget_stops_python_level_work_and_nests() -> None:
             assert left is not None and left <= 5
         assert remaining() is not None
     assert remaining() is None
+
+
+class Guard(Exception):
+    """What a test's own hang guard raises (as tests/corpus/tools.time_limit does)."""
+
+
+def test_an_alarm_set_before_the_budget_keeps_its_time_and_handler() -> None:
+    def guard(signum: int, frame: object) -> None:
+        raise Guard
+
+    previous = signal.signal(signal.SIGALRM, guard)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Guard), cell_budget(60):  # the guard's time comes first: its handler decides
+            while True:
+                sum(range(1000))
+        signal.setitimer(signal.ITIMER_REAL, 5)
+        with cell_budget(60):
+            pass
+        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 4 < left <= 5  # re-armed on the way out, with the time it had left
+        assert signal.getsignal(signal.SIGALRM) is guard
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("2.5", 2.5), (None, 600.0)])

@@ -1,9 +1,10 @@
 """`python -m harness.backends.artifact_worker DIR`: load one stored artifact with its backend and run it twice,
 in a bounded process of its own (harness.backends.bounded), for artifacts no static check can bound.
 
-Reads DIR/request.json ({"backend", "kind", "output_names", "threads"}), DIR/artifact.bin and DIR/inputs.npz;
-writes DIR/outputs.npz (``run1_<name>``, ``run2_<name>``) and then DIR/result.json (prepare and run seconds,
-the upstream messages): the parent reads the result only once the worker has exited with 0.
+Reads DIR/request.json ({"backend", "kind", "output_names", "threads"}), DIR/artifact.bin, DIR/inputs.npz and,
+when there, DIR/probe.npz; writes DIR/outputs.npz (``run1_<name>``, ``run2_<name>``, ``probe_<name>``) and then
+DIR/result.json (prepare and run seconds, the upstream messages): the parent reads the result only once the
+worker has exited with 0.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 REQUEST, ARTIFACT, INPUTS, OUTPUTS, RESULT = "request.json", "artifact.bin", "inputs.npz", "outputs.npz", "result.json"
+PROBE = "probe.npz"  # optional: a second input, run once more (outputs ``probe_<name>``)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -40,6 +42,10 @@ def main(argv: Sequence[str]) -> int:
             module.set_num_threads(request["threads"])
     with np.load(workdir / INPUTS, allow_pickle=False) as saved:
         inputs = {name: saved[name] for name in saved.files}
+    probe: dict[str, np.ndarray] = {}
+    if (workdir / PROBE).exists():
+        with np.load(workdir / PROBE, allow_pickle=False) as saved:
+            probe = {name: saved[name] for name in saved.files}
     artifact = Artifact(kind=request["kind"], data=(workdir / ARTIFACT).read_bytes(), producer={})
     bound_own_memory()
     with captured_upstream_messages() as upstream:
@@ -49,8 +55,10 @@ def main(argv: Sequence[str]) -> int:
         first = model.run(inputs)
         ran = time.perf_counter()
         second = model.run(inputs)
+        probed = model.run(probe) if probe else {}
     arrays: dict[str, Any] = {f"run{index}_{name}": array for index, outputs in enumerate((first, second), start=1)
                               for name, array in outputs.items()}
+    arrays.update({f"probe_{name}": array for name, array in probed.items()})
     np.savez(workdir / OUTPUTS, **arrays)
     result = {"prepare_seconds": loaded - started, "run_seconds": ran - loaded, "notes": list(upstream)}
     partial = workdir / f"{RESULT}.partial"

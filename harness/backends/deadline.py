@@ -66,19 +66,27 @@ def remaining() -> float | None:
 
 @contextlib.contextmanager
 def cell_budget(seconds: float) -> Iterator[None]:
-    """Run the block under a budget of `seconds` (an enclosing, shorter budget still wins)."""
-    deadline = time.monotonic() + seconds
+    """Run the block under a budget of `seconds` (an enclosing, shorter budget still wins). An alarm someone
+    else set (a test's hang guard, an enclosing budget) keeps its time and its handler: the earlier of the two
+    fires first, each raising its own exception, and the other alarm is set again on the way out."""
+    now = time.monotonic()
+    deadline = now + seconds
     if _open and _open[-1][0] < deadline:
         deadline, seconds = _open[-1]
     alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
     if alarm:
         previous = signal.getsignal(signal.SIGALRM)
+        pending = signal.getitimer(signal.ITIMER_REAL)[0]
+        outer = now + pending if pending > 0 else None
 
         def on_alarm(signum: int, frame: Any) -> None:
+            if outer is not None and time.monotonic() >= outer - 1e-3 and callable(previous):
+                previous(signum, frame)  # the outer alarm's time came first: its handler decides
             raise CellBudgetExceeded(seconds)
 
         signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+        first = deadline if outer is None else min(deadline, outer)
+        signal.setitimer(signal.ITIMER_REAL, max(first - time.monotonic(), 1e-3))
     _open.append((deadline, seconds))
     try:
         yield
@@ -87,8 +95,8 @@ def cell_budget(seconds: float) -> Iterator[None]:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-            if _open:  # an enclosing budget is still open: its alarm again
-                signal.setitimer(signal.ITIMER_REAL, max(_open[-1][0] - time.monotonic(), 1e-3))
+            if outer is not None:  # the alarm that was set before this budget, with the time it had left
+                signal.setitimer(signal.ITIMER_REAL, max(outer - time.monotonic(), 1e-3))
 
 
 @contextlib.contextmanager

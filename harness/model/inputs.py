@@ -18,6 +18,7 @@ HELLO_WORDS = ("hello", "olleh", "lleel")  # the notebook's three rows: (3, 5, 4
 _INPUT_STREAM = 1
 _STATE_STREAM = 2
 _EXPORT_STREAM = 3  # inputs at the export shape: other values than the run's, so nothing can be memorised
+_PROBE_STREAM = 5  # the second input a stored artifact is probed with (its own stream: 4 is the export state)
 
 
 def hello_batch() -> np.ndarray:
@@ -66,3 +67,12 @@ def build_inputs(config: RnnConfig, *, shape: tuple[int, int] | None = None) -> 
     if config.lengths:
         inputs["lengths"] = np.array(config.lengths, dtype=np.int64)
     return inputs
+
+
+def probe_inputs(config: RnnConfig, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A second input for probing a stored artifact: the same names, shapes and dtypes, every floating value
+    drawn anew (N(0, 1), a stream of its own), integers (lengths, token ids) kept. A model whose outputs do
+    not move on it ignores its input; two exports of one model agree on it as on the golden's input."""
+    rng = np.random.default_rng([config.seed, _PROBE_STREAM])
+    return {name: rng.standard_normal(array.shape).astype(array.dtype) if array.dtype.kind in "fV" or
+            array.dtype.name == "bfloat16" else array.copy() for name, array in inputs.items()}

@@ -24,7 +24,9 @@ from harness.backends.bounded import MemoryBoundExceeded
 from harness.backends.capture import captured_upstream_messages, first_line
 from harness.judging.judge import compare_with_past
 from harness.judging.results import ArtifactCheck
+from harness.judging.sensitivity import disagreeing_outputs, disagreement_reason
 from harness.model.hashing import arrays_sha256
+from harness.model.inputs import probe_inputs
 from harness.session.stored_runs import run_in_worker
 from harness.store.artifacts import ArtifactEntry, artifact_entry
 from harness.store.cache import ExportCache
@@ -126,20 +128,38 @@ def check_artifact(store: GoldenStore, golden: Golden, backend: ArtifactBackend,
     same_bytes = fresh.sha256 == entry.sha256
     diff = () if same_bytes else _structure_diff(entry, fresh)
     if same_bytes:  # the fresh run is a replay of the stored artifact
-        replayed = fresh_outputs
-    else:
-        verified = store.verified_artifact(golden, backend.name)  # its gate: GoldenError (exit 2) when refused
-        stored = Artifact(kind=entry.kind, data=verified.data, producer=entry.producer)
-        try:
-            replayed = (run_artifact(backend, stored, list(fresh_outputs), inputs) if verified.facts.bounded else
-                        run_in_worker(backend, stored, list(fresh_outputs), inputs, threads=_torch_threads()).first)
-        except (TimeoutError, MemoryBoundExceeded) as error:  # a bound of its worker: the stored artifact's doing
-            return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
-                                 summary=f"the stored artifact {first_line(error)} ({verified.facts.unbounded_reason})")
-        except Exception as error:  # the stored artifact no longer loads or runs: a finding, not a crash
-            return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
-                                 summary=f"the stored artifact no longer runs here: {first_line(error)}")
-    return attribute_artifact(golden, backend.name, fresh_outputs, replayed, same_bytes=same_bytes, diff=diff)
+        return attribute_artifact(golden, backend.name, fresh_outputs, fresh_outputs, same_bytes=True, diff=diff)
+    verified = store.verified_artifact(golden, backend.name)  # its gate: GoldenError (exit 2) when refused
+    stored = Artifact(kind=entry.kind, data=verified.data, producer=entry.producer)
+    probe = probe_inputs(golden.config, inputs)
+    names = list(fresh_outputs)
+    try:
+        replayed, probed = _run_stored(backend, stored, names, inputs, probe, bounded=verified.facts.bounded)
+    except (TimeoutError, MemoryBoundExceeded) as error:  # a bound of its worker: the stored artifact's doing
+        return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
+                             summary=f"the stored artifact {first_line(error)} ({verified.facts.unbounded_reason})")
+    except Exception as error:  # the stored artifact no longer loads or runs: a finding, not a crash
+        return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
+                             summary=f"the stored artifact no longer runs here: {first_line(error)}")
+    # Agreeing with a fresh export on the golden's input but not on a second one: it computes the golden only.
+    if not disagreeing_outputs(replayed, fresh_outputs):
+        differing = disagreeing_outputs(probed, run_artifact(backend, fresh, names, probe))
+        if differing:
+            return ArtifactCheck(cause=ArtifactCause.FORGED, structure_diff=diff,
+                                 summary=disagreement_reason(differing))
+    return attribute_artifact(golden, backend.name, fresh_outputs, replayed, same_bytes=False, diff=diff)
+
+
+def _run_stored(backend: ArtifactBackend, artifact: Artifact, names: list[str], inputs: Outputs, probe: Outputs, *,
+                bounded: bool) -> tuple[Outputs, Outputs]:
+    """The stored artifact's outputs on the golden's inputs and on the probe: here when its gate proved it
+    bounded, else in a bounded worker."""
+    if not bounded:
+        runs = run_in_worker(backend, artifact, names, inputs, threads=_torch_threads(), probe=probe)
+        return runs.first, runs.probed or {}
+    with captured_upstream_messages():
+        model = backend.load(artifact, names)
+        return model.run(inputs), model.run(probe)
 
 
 def _torch_threads() -> int:

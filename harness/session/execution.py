@@ -24,7 +24,7 @@ from harness.model.tolerance import Tolerance
 from harness.session.artifacts import artifact_backend, check_artifact, obtain
 from harness.store.cache import ExportCache
 from harness.store.golden import Golden, GoldenStore
-from harness.verdicts import Verdict
+from harness.verdicts import ArtifactCause, Verdict
 
 if TYPE_CHECKING:  # building a case imports torch; the session imports it only to build one
     from harness.model.case import Case
@@ -216,4 +216,6 @@ def judged_cell(
     if (case.weights_sha256, case.inputs_sha256) != (golden.weights_sha256, golden.inputs_sha256):
         return judged  # a fresh export of other weights or inputs says nothing of the exporter or the runtime
     check = check_artifact(store, golden, exporting, case.inputs, execution.artifact, execution.first)
+    if check is not None and check.cause is ArtifactCause.FORGED:  # the golden's artifact is not the model's
+        return dataclasses.replace(judged, verdict=Verdict.ERROR, reason=check.summary, artifact_check=check)
     return dataclasses.replace(judged, artifact_check=check)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.artifact_worker import ARTIFACT, INPUTS, OUTPUTS, REQUEST, RESULT
+from harness.backends.artifact_worker import ARTIFACT, INPUTS, OUTPUTS, PROBE, REQUEST, RESULT
 from harness.backends.base import Artifact, ArtifactBackend
 from harness.backends.bounded import Bounds, run_bounded
 from harness.backends.deadline import DEFAULT_CELL_BUDGET_S, remaining
@@ -36,12 +36,14 @@ class WorkerRuns:
     notes: tuple[str, ...]
     prepare_seconds: float
     run_seconds: float
+    probed: Outputs | None = None  # the outputs on the probe input, when one was given
 
 
 def run_in_worker(backend: ArtifactBackend, artifact: Artifact, output_names: Sequence[str], inputs: Outputs, *,
-                  threads: int, memory_bytes: int = DEFAULT_MEMORY_BOUND) -> WorkerRuns:
-    """Load and run the artifact twice in a bounded worker: TimeoutError past the time left to the cell (or
-    the default cell budget outside one), MemoryBoundExceeded past memory_bytes, RuntimeError otherwise."""
+                  threads: int, memory_bytes: int = DEFAULT_MEMORY_BOUND, probe: Outputs | None = None) -> WorkerRuns:
+    """Load and run the artifact twice in a bounded worker (and once on `probe` when given): TimeoutError past
+    the time left to the cell (or the default cell budget outside one), MemoryBoundExceeded past memory_bytes,
+    RuntimeError otherwise."""
     left = remaining()
     bounds = Bounds(seconds=DEFAULT_CELL_BUDGET_S if left is None else left, memory_bytes=memory_bytes)
     with tempfile.TemporaryDirectory(prefix="harness-replay-") as name:
@@ -52,10 +54,15 @@ def run_in_worker(backend: ArtifactBackend, artifact: Artifact, output_names: Se
         (workdir / ARTIFACT).write_bytes(artifact.data)
         arrays: dict[str, Any] = dict(inputs)
         np.savez(workdir / INPUTS, **arrays)
+        if probe is not None:
+            probe_arrays: dict[str, Any] = dict(probe)
+            np.savez(workdir / PROBE, **probe_arrays)
         run_bounded(("-m", WORKER_MODULE), workdir, bounds, task=f"the stored {artifact.kind} artifact's run",
                     worker="its bounded worker")
         result = json.loads((workdir / RESULT).read_text(encoding="utf-8"))
         with np.load(workdir / OUTPUTS, allow_pickle=False) as saved:
             runs = [{name: saved[f"run{index}_{name}"] for name in output_names} for index in (1, 2)]
+            probed = {name: saved[f"probe_{name}"] for name in output_names} if probe is not None else None
     return WorkerRuns(first=runs[0], second=runs[1], notes=tuple(map(str, result["notes"])),
-                      prepare_seconds=float(result["prepare_seconds"]), run_seconds=float(result["run_seconds"]))
+                      prepare_seconds=float(result["prepare_seconds"]), run_seconds=float(result["run_seconds"]),
+                      probed=probed)

@@ -312,11 +312,71 @@ def _zip_flip(sandbox: Sandbox, path: Path, *, member: str, offset: int, mask: i
     path.write_bytes(bytes(data))
 
 
+def _copy_artifacts(sandbox: Sandbox, path: Path) -> None:
+    """The reference golden's stored artifacts, copied into path (the golden directory's artifacts/)."""
+    path.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((COMMITTED_GOLDEN / f"{REFERENCE_ID}.json").read_text(encoding="utf-8"))
+    for entry in manifest["artifacts"].values():
+        shutil.copyfile(COMMITTED_GOLDEN / "artifacts" / entry["file"], path / entry["file"])
+
+
+def rnn_with_a_bomb(export: Path) -> bytes:
+    """The reference's real ONNX export, its first output also adding 0 x the sum of 2 GiB of zeros made by a
+    984-byte ConstantOfShape: a recurrence and outputs that depend on the input, so only the size bound
+    can refuse it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(export))
+    output = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [f"{name}__inner" if name == output else name for name in node.output]
+    model.graph.initializer.extend([helper.make_tensor("bomb_shape", TensorProto.INT64, [1], [2**29]),
+                                    helper.make_tensor("bomb_zero", TensorProto.FLOAT, [], [0.0])])
+    model.graph.node.extend([helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"]),
+                             helper.make_node("ReduceSum", ["bomb"], ["bomb_total"], keepdims=0),
+                             helper.make_node("Mul", ["bomb_total", "bomb_zero"], ["bomb_nothing"]),
+                             helper.make_node("Add", [f"{output}__inner", "bomb_nothing"], [output])])
+    return bytes(model.SerializeToString())
+
+
+def _plant(sandbox: Sandbox, path: Path, *, backend: str, craft: str) -> None:
+    """A crafted artifact in place of the backend's stored one, the manifest (path) re-sealed as an attacker
+    would: file name, sha256, size, and for ONNX the structure recomputed from the planted bytes. Payloads
+    that run code or map a file aim at the sentinel directory, so the snapshot check catches them."""
+    import hashlib
+
+    from harness.judging.structure import onnx_structure
+    from harness.store.artifacts import artifact_file_name
+    from tests import test_artifact_gates as crafts
+
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    with np.load(sandbox.golden / manifest["tensors_file"]) as tensors:
+        golden = {name: tensors[name] for name in manifest["tensors"]}
+    marker = sandbox.outside / "planted-code-ran"
+    data = {"constant": lambda: crafts.constant_model(golden),
+            "external-data": lambda: crafts.external_data_model("README.md"),
+            "foreign-domain": crafts.foreign_domain_model,
+            "loop-2-63": crafts.endless_loop_model,
+            "bomb-2gb": lambda: rnn_with_a_bomb(COMMITTED_GOLDEN / "artifacts" / manifest["artifacts"][backend]
+                                                ["file"]),
+            "pickled-weight": lambda: crafts.pickled_weight_archive(marker),
+            "from-file": lambda: crafts.from_file_archive(marker)}[craft]()
+    entry = manifest["artifacts"][backend]
+    sha256 = hashlib.sha256(data).hexdigest()
+    entry.update(file=artifact_file_name(manifest["config_id"], entry["kind"], sha256), sha256=sha256,
+                 bytes=len(data))
+    if entry["kind"] == "onnx":
+        entry["structure"] = onnx_structure(data).to_dict()
+    (sandbox.golden / "artifacts" / entry["file"]).write_bytes(data)
+    path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+
 ACTIONS: dict[str, Callable[..., None]] = {
     "write": _write, "write_hex": _write_hex, "repeat": _repeat, "replace": _replace, "json_set": _json_set,
     "json_delete": _json_delete, "symlink": _symlink, "delete": _delete, "truncate": _truncate, "mkdir": _mkdir,
     "copy": _copy, "npz_member": _npz_member, "bomb": _bomb, "zip_field": _zip_field, "npz_compress": _npz_compress,
-    "zip_flip": _zip_flip,
+    "zip_flip": _zip_flip, "copy_artifacts": _copy_artifacts, "plant": _plant,
 }
 
 
