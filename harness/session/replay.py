@@ -50,11 +50,12 @@ def replay(session: Session, on_cell: Callable[[CellResult], None] | None = None
     names = replayed_backend_names(session)
     backends, unavailable = _replayable(names, required=session.settings.backends_named)
     cells: list[CellResult] = []
+    probed_files: dict[str, tuple[str, ...]] = {}  # artifact sha256 -> its outputs that ignored the probe input
     for config in session.configs:
         golden = session.golden(config)
         for name in names:
             cell = (CellResult(config_id=config.id, backend=name, verdict=Verdict.UNAVAILABLE, reason=unavailable[name])
-                    if name in unavailable else _replayed_cell(session, config, golden, backends[name]))
+                    if name in unavailable else _replayed_cell(session, config, golden, backends[name], probed_files))
             cells.append(cell)
             if on_cell:
                 on_cell(cell)
@@ -103,7 +104,8 @@ def _replayable(names: tuple[str, ...], *, required: bool) -> tuple[dict[str, Ar
     return backends, unavailable
 
 
-def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, backend: ArtifactBackend) -> CellResult:
+def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, backend: ArtifactBackend,
+                   probed_files: dict[str, tuple[str, ...]]) -> CellResult:
     cell = functools.partial(CellResult, config_id=config.id, backend=backend.name)
     if golden is None:
         return cell(verdict=Verdict.MISSING, reason=session.missing_reason(config.id))
@@ -118,7 +120,8 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     artifact = Artifact(kind=entry.kind, data=stored.data, producer=entry.producer)
     # A built-in RNN's outputs move with its input: probed on a second one, an artifact outputting the golden's
     # constants is caught (a user's model may ignore some input on purpose: not probed).
-    probe = None if config.model else probe_inputs(config, inputs)
+    # Probed once per file: whether a model ignores its input is the model's, whichever runtime runs it.
+    probe = None if config.model or entry.sha256 in probed_files else probe_inputs(config, inputs)
     try:
         with cell_budget(session.settings.cell_budget):
             execution, probed = stored_execution(session, backend, artifact, list(golden.tensors), inputs,
@@ -135,7 +138,9 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     execution = dataclasses.replace(execution, artifact=artifact, artifact_source="stored")
     judged = judge_cell(facts, backend.name, golden, execution, tolerance)
     check = attribute_artifact(golden, backend.name, execution.first, execution.first, same_bytes=True, diff=())
-    still = insensitive_outputs(execution.first, probed) if probed is not None else ()
+    if probed is not None:
+        probed_files[entry.sha256] = insensitive_outputs(execution.first, probed)
+    still = () if config.model else probed_files.get(entry.sha256, ())
     if still:
         return dataclasses.replace(judged, verdict=Verdict.ERROR, reason=insensitive_reason(still),
                                    artifact_check=check)
