@@ -93,6 +93,29 @@ def test_replay_floor_speed(benchmark: Any) -> None:
     assert benchmark.pedantic(floor, rounds=20, iterations=1, warmup_rounds=1)
 
 
+@pytest.mark.parametrize("step", ["gate", "InferenceSession"])
+def test_gate_against_loading_speed(benchmark: Any, step: str) -> None:
+    """What the ONNX gate adds to a replay (parse, allow-lists, shape inference, recurrence) against what
+    loading the same artifact costs anyway (an onnxruntime InferenceSession)."""
+    import json
+
+    import onnxruntime
+
+    from harness.store.gates import verify_artifact
+    from tests.conftest import COMMITTED_GOLDEN
+
+    entry = json.loads((COMMITTED_GOLDEN / f"{REPLAYED}.json").read_text())["artifacts"]["onnxruntime-legacy"]
+    data = (COMMITTED_GOLDEN / "artifacts" / entry["file"]).read_bytes()
+
+    def once() -> object:
+        if step == "gate":
+            return verify_artifact("onnx", data, where="bench", built_in_rnn=True)
+        return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+    benchmark.group = "ONNX gate vs loading (reference)"
+    assert benchmark.pedantic(once, rounds=50, iterations=1, warmup_rounds=2) is not None
+
+
 @pytest.mark.parametrize("source", ["export", "cache hit"])
 def test_export_or_cache_hit_speed(benchmark: Any, source: str, tmp_path: Any) -> None:
     """The dynamo export of the reference case against loading it from the export cache."""

@@ -99,6 +99,42 @@ def cell_budget(seconds: float) -> Iterator[None]:
                 signal.setitimer(signal.ITIMER_REAL, max(outer - time.monotonic(), 1e-3))
 
 
+class _Watchdog:
+    """One daemon thread that sets RunOptions.terminate on the runs past their deadlines: a run registers and
+    unregisters in microseconds, where a threading.Timer per run started a thread each time."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._runs: dict[int, tuple[float, Any]] = {}  # id(run options) -> (monotonic deadline, run options)
+        self._thread: threading.Thread | None = None
+
+    def watch(self, run_options: Any, deadline: float) -> None:
+        with self._condition:
+            self._runs[id(run_options)] = (deadline, run_options)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="harness-ort-deadline", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def forget(self, run_options: Any) -> None:
+        with self._condition:
+            self._runs.pop(id(run_options), None)
+
+    def _loop(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                for key, (deadline, run_options) in list(self._runs.items()):
+                    if deadline <= now:
+                        run_options.terminate = True
+                        del self._runs[key]
+                upcoming = min((deadline for deadline, _ in self._runs.values()), default=None)
+                self._condition.wait(None if upcoming is None else max(upcoming - now, 1e-3))
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextlib.contextmanager
 def terminate_at_deadline(run_options: Any) -> Iterator[None]:
     """Set onnxruntime RunOptions.terminate when the open budget runs out (a no-op outside any budget);
@@ -107,9 +143,7 @@ def terminate_at_deadline(run_options: Any) -> Iterator[None]:
     if left is None:
         yield
         return
-    timer = threading.Timer(left, setattr, (run_options, "terminate", True))
-    timer.daemon = True
-    timer.start()
+    _WATCHDOG.watch(run_options, time.monotonic() + left)
     try:
         yield
     except Exception:
@@ -117,5 +151,4 @@ def terminate_at_deadline(run_options: Any) -> Iterator[None]:
             raise CellBudgetExceeded(_open[-1][1] if _open else left) from None
         raise
     finally:
-        timer.cancel()
-
+        _WATCHDOG.forget(run_options)
