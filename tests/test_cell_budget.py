@@ -223,3 +223,50 @@ def test_a_stored_artifact_with_an_endless_loop_is_an_error_within_the_budget(tm
     assert result.returncode == 1, output
     assert "Traceback" not in output
     assert "budget of 3 s" in output and "ERROR" in output, output
+
+
+def endless_torchscript_archive() -> bytes:
+    """A scripted LSTM whose forward then spins for ever: TorchScript runs the loop in C++, where no signal
+    reaches it, so only a bounded worker can stop it."""
+    import io
+    import warnings
+
+    import torch
+
+    class Spinner(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.LSTM(4, 8)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            output, (h_n, c_n) = self.rnn(x)
+            spins = 0
+            while spins >= 0:
+                spins = spins + 1
+            return output, h_n, c_n
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit.script; the attack still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(Spinner()), buffer)
+    return buffer.getvalue()
+
+
+def test_a_torchscript_archive_with_an_endless_loop_is_an_error_within_the_budget(tmp_path: Path) -> None:
+    from harness.store.gates import verify_artifact
+    from tests.test_artifact_gates import CONFIG, HARNESS, golden_copy, plant
+
+    data = endless_torchscript_archive()
+    facts = verify_artifact("torchscript", data, where="spinner.pt", built_in_rnn=True)
+    assert not facts.bounded and "loop" in facts.unbounded_reason
+    copy = golden_copy(tmp_path)
+    plant(copy, "torchscript-script", data)
+    started = time.monotonic()
+    result = subprocess.run([*HARNESS, "replay", "--golden-dir", str(copy), "--config", CONFIG, "--backend",
+                             "torchscript-script", "--cell-budget", "10"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, check=False)
+    output = result.stdout + result.stderr
+    assert time.monotonic() - started < 40, output
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "budget of 10 s" in output and "ERROR" in output, output

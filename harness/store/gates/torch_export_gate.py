@@ -79,7 +79,9 @@ def verify_torch_export(data: bytes, *, where: str, built_in_rnn: bool) -> Artif
         constant = _output_without_input(program["graph_module"])
         if constant:
             raise refused(where, f"output {constant!r} depends on no input: the stored artifact is not an RNN export")
-    return ArtifactFacts(kind="torch-export", op_set=targets, recurrence=", ".join(recurrent))
+    loops = sorted(targets & _LOOP_TARGETS)  # their trips are data: only a run under bounds can tell
+    return ArtifactFacts(kind="torch-export", op_set=targets, recurrence=", ".join(recurrent), bounded=not loops,
+                         unbounded_reason=f"its program calls {', '.join(loops)}" if loops else "")
 
 
 def _json(name: str, content: bytes, where: str) -> Any:

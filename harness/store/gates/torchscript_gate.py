@@ -63,7 +63,10 @@ def verify_torchscript(data: bytes, *, where: str, built_in_rnn: bool) -> Artifa
         if not recurrence:
             raise refused(where, NO_RECURRENCE)
         _check_forward_uses_inputs(members["data.pkl"], trees, where)
-    return ArtifactFacts(kind="torchscript", op_set=ops, recurrence=recurrence)
+    # TorchScript runs a loop in C++: no signal stops it, so an archive with loops runs in a bounded worker.
+    return ArtifactFacts(kind="torchscript", op_set=ops, recurrence=recurrence, bounded=not loops,
+                         unbounded_reason=f"its code has {loops} loop{'s' * (loops > 1)}, whose trips only a run can "
+                                          "tell" if loops else "")
 
 
 def _check_forward_uses_inputs(root_pickle: bytes, trees: dict[str, ast.Module], where: str) -> None:
