@@ -141,6 +141,18 @@ def test_not_compiled_reason_reads_the_counters_and_the_graphs_ops(facts: Compil
     assert not_compiled_reason(facts) == reason
 
 
+def test_a_users_cell_loop_captured_whole_counts_as_compiled() -> None:
+    """LSTMCell stepped in Python: Dynamo unrolls it into one graph of lstm_cell-style ops, no fused op.
+    Compiled for a user's model; the built-in RNNs still demand the fused op in the graph."""
+    unrolled = dataclasses.replace(COMPILED, ops=("torch._VF.lstm_cell", "torch.stack", "_operator.getitem"))
+    assert not_compiled_reason(unrolled, fused_recurrence=False) is None
+    assert not_compiled_reason(unrolled) == "not compiled (the recurrence ran outside the compiled graph)"
+    broken = dataclasses.replace(unrolled, graph_breaks=("call_function print",))
+    assert not_compiled_reason(broken, fused_recurrence=False) == "not compiled (graph break: call_function print)"
+    assert not_compiled_reason(dataclasses.replace(unrolled, unique_graphs=0), fused_recurrence=False) == (
+        "not compiled (no graph captured)")
+
+
 def test_only_the_hello_reference_cell_of_each_kind_is_fast() -> None:
     backend = TorchCompileBackend()
     fast = [RnnConfig(), RnnConfig(cell="lstm"), RnnConfig(cell="gru")]

@@ -82,13 +82,15 @@ class CompileFacts:
         return asdict(self)
 
 
-def not_compiled_reason(facts: CompileFacts) -> str | None:
-    """Why the recurrence was not compiled, or None when a graph holds it and nothing broke."""
+def not_compiled_reason(facts: CompileFacts, *, fused_recurrence: bool = True) -> str | None:
+    """Why the model was not compiled, or None when a graph was captured and nothing broke (no graph break,
+    no skipped frame). With `fused_recurrence` (the built-in RNNs), the fused recurrent op must also be inside
+    a graph; a user's model may step LSTMCell/GRUCell in a Python loop, which Dynamo unrolls into its graph."""
     if facts.graph_breaks:
         return f"not compiled (graph break: {facts.graph_breaks[0]})"
     if facts.unique_graphs < 1:
         return "not compiled (no graph captured)"
-    if not any(_op_name(op) in RECURRENT_OPS for op in facts.ops):
+    if fused_recurrence and not any(_op_name(op) in RECURRENT_OPS for op in facts.ops):
         return "not compiled (the recurrence ran outside the compiled graph)"
     return None
 
@@ -195,7 +197,7 @@ class TorchCompileBackend:
             raise RuntimeError("the compile worker built another case than this one (inputs or weights differ)")
         for category, text in facts.warnings:  # raised again here, so the session notes them as for any backend
             warnings.warn(text, _warning_category(category), stacklevel=2)
-        reason = not_compiled_reason(facts)
+        reason = not_compiled_reason(facts, fused_recurrence=not case.config.model)
         if reason:
             raise RuntimeError(reason)
         return CompiledRuns(runs=runs, inputs_sha256=case.inputs_sha256, facts=facts)

@@ -40,7 +40,7 @@ def forward_outputs(module: torch.nn.Module, inputs: dict[str, np.ndarray], name
     """The module's forward pass without autograd, its tensor (or flat tuple of tensors) named in order."""
     tensors = [to_torch(array).to(device) for array in inputs.values()]
     with torch.no_grad():
-        outputs = _as_tuple(module(*tensors))
+        outputs = as_tuple(module(*tensors))
     return {name: to_numpy(tensor) for name, tensor in zip(names, outputs, strict=True)}
 
 
@@ -57,7 +57,7 @@ def _gradients(config: RnnConfig, module: torch.nn.Module, names: list[str], ten
     arguments = [given.get(name, tensor) for name, tensor in zip(names, tensors, strict=True)]
     parameters = _trainable(config, module)
     with torch.enable_grad():
-        outputs = _as_tuple(module(*arguments))
+        outputs = as_tuple(module(*arguments))
         weights = loss_weights(config, [tuple(output.shape) for output in outputs])
         loss = sum(((output * torch.from_numpy(weight).to(output)).sum() for output, weight
                     in zip(outputs, weights, strict=True)), torch.zeros((), dtype=outputs[0].dtype))
@@ -83,7 +83,7 @@ def _training(config: RnnConfig, module: torch.nn.Module, tensors: list[torch.Te
     try:
         for _ in range(config.train_steps):
             with torch.enable_grad():
-                logits = _logits(config, _as_tuple(module(*tensors))[0])
+                logits = _logits(config, as_tuple(module(*tensors))[0])
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCABULARY_SIZE), targets.reshape(-1))
                 gradients = torch.autograd.grad(loss, [parameter for _, parameter in parameters], allow_unused=True)
             with torch.no_grad():
@@ -125,7 +125,8 @@ def _trainable(config: RnnConfig, module: torch.nn.Module) -> list[tuple[str, to
     return found
 
 
-def _as_tuple(returned: object) -> tuple[torch.Tensor, ...]:
+def as_tuple(returned: object) -> tuple[torch.Tensor, ...]:
+    """A module's return value as a tuple of tensors: a single tensor is one output, never its rows."""
     found = tuple(returned) if isinstance(returned, (tuple, list)) else (returned,)
     if not all(isinstance(tensor, torch.Tensor) for tensor in found):
         raise TypeError(f"the model returned {type(returned).__name__}: a tensor or a flat tuple of tensors is needed")
