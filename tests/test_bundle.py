@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,19 @@ def assert_bitwise(actual: np.ndarray, expected: np.ndarray) -> None:
     __tracebackhide__ = True
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
     assert actual.tobytes() == expected.tobytes()
+
+
+def test_a_float64_bundle_is_checked_at_the_harness_tolerance_not_polygraphys_default(cli: Callable[..., Any],
+                                                                                        tmp_path: Path) -> None:
+    """Polygraphy's default (atol = rtol = 1e-5) would pass a float64 golden moved by 1e-9; the bundle's check
+    command carries the tolerance the harness holds the cell to, and Polygraphy passes the real artifact at it."""
+    out = tmp_path / "f64"
+    result = cli("bundle", "rnn-h8-f64-s0", "--backend", "onnxruntime-dynamo", str(out))
+    assert result.exit_code == 0, result.out + result.err
+    command = strict_json(out / "harness.json")["check_command"]
+    assert command.endswith("--atol 1e-12 --rtol 1e-10") and command in result.out
+    assert command in (out / "README.txt").read_text(encoding="utf-8")
+    checked = polygraphy_check(out)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    loose = replace(perturbed(exported_bundle(CONFIGS["rnn"]), 1e-9), tolerance=None)
+    assert loose.check_command == CHECK_COMMAND  # a Bundle built without a tolerance keeps Polygraphy's default

@@ -58,3 +58,13 @@ def test_from_dict_rejects_unknown_keys_and_wrong_types() -> None:
 def test_round_trip_through_dict() -> None:
     config = RnnConfig(cell="gru", num_layers=3, dropout=0.25)
     assert RnnConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_model_id_never_repeats_the_cell_its_factory_already_names() -> None:
+    """`wlm_harness:build_lstm` with an LSTM is `wlm-harness.build-lstm-...`, not `...-build-lstm-lstm-...`;
+    another cell from the same factory still says which."""
+    assert RnnConfig(model="wlm_harness:build_lstm", cell="lstm", hidden_size=16, num_layers=2).id == (
+        "wlm-harness.build-lstm-h16-l2-s0")
+    assert RnnConfig(model="wlm_harness:build_lstm", cell="gru").id == "wlm-harness.build-lstm-gru-h8-s0"
+    assert RnnConfig(model="hello_char_model:build", cell="lstm", hidden_size=16, num_layers=2).id == (
+        "hello-char-model.build-lstm-h16-l2-s0")

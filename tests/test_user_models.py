@@ -307,9 +307,10 @@ def test_a_broken_model_is_one_error_line_naming_it(cli: Cli, model_dir: Path, t
         monkeypatch.setenv("UM_MODE", mode)
     expected = f"harness: error: model '{REFERENCE}': {message}"
     (tmp_path / "empty").mkdir()
-    for command, directory in (("run", golden), ("record", tmp_path / "empty")):
+    for command, directory in (("run", golden), ("record", tmp_path / "empty"), ("record", tmp_path / "new")):
         result = cli(command, *select, "--golden-dir", str(directory), "--backend", "eager")
         assert (result.exit_code, result.out, result.err.splitlines()) == (2, "", [expected]), command
+    assert not (tmp_path / "new").exists()  # a record that fails creates no directory, and says it creates none
 
 
 def test_the_factory_is_called_under_the_configs_seed(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

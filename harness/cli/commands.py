@@ -190,14 +190,17 @@ def cmd_record(values: Values) -> int:
                            f"(it prints what changed)")
     if store.root.exists() and not store.root.is_dir():
         store.require_directory()
-    if not store.root.exists():
-        print(f"creating golden directory {store.root}")
+    session.require_models()  # a model reference that cannot be imported stops record before any work
+    announce = not store.root.exists()  # said once a golden is in it: a record that fails creates nothing
     kept = 0
     for config in configs:
         if config.id in existing and not values["force"]:
             kept += 1
             continue
         result = session.record(config, force=values["force"], fingerprint=not values["reference_only"])
+        if announce:
+            print(f"created golden directory {store.root}")
+            announce = False
         for leftover in result.cleaned:
             print(printable(f"removed {leftover} (no manifest refers to it: a temporary or orphaned file)"))
         print(f"{'rewrote' if result.replaced else 'recorded'} {result.config_id} -> {result.path}")

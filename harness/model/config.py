@@ -71,7 +71,9 @@ class RnnConfig:
     def id(self) -> str:
         """A readable id, stable across runs and machines; only non-default axes appear."""
         parts = [_model_id(self.model)] if self.model else []
-        parts.append(_CELL_ID[self.cell])
+        cell = _CELL_ID[self.cell]
+        if not (parts and parts[0].endswith((f"-{cell}", f".{cell}"))):  # "wlm.build-lstm", not "...-lstm-lstm"
+            parts.append(cell)
         if self.input_size != VOCABULARY_SIZE:
             parts.append(f"i{self.input_size}")
         parts.append(f"h{self.hidden_size}")

@@ -55,6 +55,16 @@ class Bundle:
     outputs: dict[str, np.ndarray]  # the golden outputs, by graph output name, in graph output order
     runner_name: str  # e.g. "harness-golden:eager"; deterministic, unlike Polygraphy's own names
     description: dict[str, Any]  # provenance for harness.json: config id, backend, golden path, sha256s, versions
+    tolerance: tuple[float, float] | None = None  # (atol, rtol) the harness judges this cell with
+
+    @property
+    def check_command(self) -> str:
+        """Polygraphy's check, at the harness's own tolerance for the cell when it is known (Polygraphy's
+        default, 1e-5, would pass a float64 golden the harness holds to 1e-12)."""
+        if self.tolerance is None:
+            return CHECK_COMMAND
+        atol, rtol = self.tolerance
+        return f"{CHECK_COMMAND} --atol {atol:g} --rtol {rtol:g}"
 
 
 def write_bundle(bundle: Bundle, out_dir: Path) -> tuple[Path, ...]:
@@ -125,7 +135,7 @@ def _write_files(bundle: Bundle, directory: Path) -> list[str]:
     for name, data in contents.items():
         (directory / name).write_bytes(data)
     files = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
-    commands = {"check_command": CHECK_COMMAND, "reduce_command": REDUCE_COMMAND}
+    commands = {"check_command": bundle.check_command, "reduce_command": REDUCE_COMMAND}
     (directory / DESCRIPTION).write_bytes(_json_bytes({**bundle.description, **commands, "files": files}))
     return [*contents, DESCRIPTION]
 
@@ -175,7 +185,7 @@ def _readme(bundle: Bundle) -> str:
         f"Debugging bundle of one exported model: model.onnx, its inputs (inputs.json and "
         f"{DATA_SET}/, the ONNX backend-test layout) and the golden outputs of {bundle.runner_name} "
         f"(golden.json); provenance in {DESCRIPTION}.\n"
-        f"Check, from this directory: {CHECK_COMMAND}\n"
+        f"Check, from this directory: {bundle.check_command}\n"
         "Localize where another ONNX runtime (TensorRT below) departs from ONNX Runtime, node by node "
         f"(needs onnx_graphsurgeon; golden.json has final outputs only): {REDUCE_COMMAND}\n"
     )

@@ -10,7 +10,7 @@ from harness.errors import GoldenError, HarnessError
 from harness.model.environment import package_version
 from harness.model.hashing import arrays_sha256
 from harness.model.inputs import build_inputs
-from harness.reports.bundle import CHECK_COMMAND, Bundle, write_bundle
+from harness.reports.bundle import Bundle, write_bundle
 
 if TYPE_CHECKING:
     from harness.session.core import Session
@@ -42,6 +42,9 @@ def bundle_for(session: Session, config_id: str, backend: str, out: Path) -> tup
         "golden_environment": golden.environment.to_dict(),
         "written_with": {name: package_version(name) for name in ("harness", "numpy", "onnx")},
     }
-    written = write_bundle(Bundle(model_bytes=model, inputs=inputs, outputs=dict(golden.tensors),
-                                  runner_name=f"harness-golden:{golden.recorded_by}", description=description), out)
-    return written, f"cd {out} && {CHECK_COMMAND}"
+    tolerance = session.policy.for_cell(backend, config.dtype, config.id, calibrated=golden.calibrated_tolerance())
+    bundle = Bundle(model_bytes=model, inputs=inputs, outputs=dict(golden.tensors),
+                    runner_name=f"harness-golden:{golden.recorded_by}", description=description,
+                    tolerance=(tolerance.atol, tolerance.rtol))
+    written = write_bundle(bundle, out)
+    return written, f"cd {out} && {bundle.check_command}"
