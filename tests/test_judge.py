@@ -14,12 +14,14 @@ from harness.judging.judge import (
     Execution,
     analysis_lines,
     attribute,
+    changed_weights,
     compare_with_past,
     diagnose,
     judge_cell,
     verdict_of,
 )
 from harness.judging.oracle import Variant, oracle_outputs
+from harness.judging.results import WeightsChange
 from harness.model.config import RnnConfig
 from harness.model.environment import current_environment
 from harness.model.hashing import arrays_sha256
@@ -279,3 +281,55 @@ def test_a_replay_without_weights_is_judged_without_oracle_or_pitfalls() -> None
                       TOLERANCE)
     assert cell.verdict is Verdict.DRIFT and cell.oracle is None and cell.golden_oracle is None
     assert cell.analysis and not any("pitfall" in line for line in cell.analysis)
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """A side of the weights comparison: the weights' sha256 and each parameter's (tiny handmade values)."""
+
+    weights_sha256: str
+    parameters_sha256: dict[str, str]
+
+
+RECORDED = Weights("w0", {"gru.weight_hh_l0": "a", "gru.bias_hh_l0": "b", "head.weight": "c"})
+
+
+def test_the_golden_weights_are_no_change_whatever_the_parameters_say() -> None:
+    """weights_sha256 decides: equal means unchanged, even if per-parameter hashes disagree (or one side has none)."""
+    assert changed_weights(Weights("w0", {"gru.weight_hh_l0": "z"}), RECORDED) is None
+    assert changed_weights(Weights("w0", {}), RECORDED) is None
+
+
+def test_changed_weights_name_exactly_the_parameters_whose_sha256_differs() -> None:
+    now = Weights("w1", {"gru.weight_hh_l0": "A", "gru.bias_hh_l0": "b", "head.weight": "c"})
+    assert changed_weights(now, RECORDED) == WeightsChange(parameters=("gru.weight_hh_l0",), named=True)
+
+
+def test_parameters_only_one_side_has_are_changed_the_models_order_first() -> None:
+    now = Weights("w1", {"extra.weight": "e", "head.weight": "C", "gru.weight_hh_l0": "a", "gru.bias_hh_l0": "b"})
+    removed = Weights("w1", {"gru.weight_hh_l0": "a"})
+    assert changed_weights(now, RECORDED) == WeightsChange(parameters=("extra.weight", "head.weight"))
+    assert changed_weights(removed, RECORDED) == WeightsChange(parameters=("gru.bias_hh_l0", "head.weight"))
+
+
+def test_same_parameters_in_another_order_name_none_but_are_named() -> None:
+    reordered = Weights("w1", dict(reversed(list(RECORDED.parameters_sha256.items()))))
+    assert changed_weights(reordered, RECORDED) == WeightsChange(parameters=(), named=True)
+
+
+@pytest.mark.parametrize(("now", "recorded"), [
+    pytest.param(Weights("w1", {"gru.weight_hh_l0": "A"}), Weights("w0", {}), id="golden-before-v3"),
+    pytest.param(Weights("w1", {}), RECORDED, id="no-hashes-now"),
+])
+def test_without_per_parameter_hashes_on_a_side_no_parameter_is_named(now: Weights, recorded: Weights) -> None:
+    assert changed_weights(now, recorded) == WeightsChange(parameters=(), named=False)
+
+
+def test_judge_cell_names_changed_weights_on_a_passing_cell_without_a_cause() -> None:
+    """Identical outputs from other weights (a change too small to show): the cell passes, and names them."""
+    case = dataclasses.replace(facts(weights_sha256="other weights"), parameters_sha256={"weight_hh_l0": "new"})
+    stored = dataclasses.replace(golden(), parameters_sha256={"weight_hh_l0": "old"})
+    cell = judge_cell(case, "eager", stored, execution({n: a.copy() for n, a in REFERENCE.items()}), TOLERANCE)
+    assert cell.verdict is Verdict.IDENTICAL and cell.cause is None
+    assert cell.weights_changed == WeightsChange(parameters=("weight_hh_l0",))
+    assert judge_cell(facts(), "eager", stored, execution(REFERENCE), TOLERANCE).weights_changed is None

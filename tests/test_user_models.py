@@ -393,10 +393,10 @@ def test_a_factory_returning_a_bare_rnn_runs_on_every_torch_backend(cli: Cli, tm
     result = cli("run", *select, "--json", str(report))
     assert result.exit_code == 0, result.out
     verdicts = {(cell["config"], cell["backend"]): cell["verdict"] for cell in json.loads(report.read_text())["cells"]}
-    assert verdicts[("bare-models.gru-gru-h8-s0", "torchscript-script")] == "identical"
-    assert verdicts[("bare-models.lstm-lstm-h8-l2-s0", "torchscript-script")] == "identical"
-    assert verdicts[("bare-models.gru-gru-h8-grad-s0", "torch-export")] == "identical"
-    manifest = json.loads((tmp_path / "golden" / "bare-models.lstm-lstm-h8-l2-s0.json").read_text())
+    assert verdicts[("bare-models.gru-h8-s0", "torchscript-script")] == "identical"
+    assert verdicts[("bare-models.lstm-h8-l2-s0", "torchscript-script")] == "identical"
+    assert verdicts[("bare-models.gru-h8-grad-s0", "torch-export")] == "identical"
+    manifest = json.loads((tmp_path / "golden" / "bare-models.lstm-h8-l2-s0.json").read_text())
     assert list(manifest["tensors"]) == ["output", "h_n", "c_n"]
 
 

@@ -8,15 +8,47 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING, NoReturn
 
-from harness.backends.base import Backend
+from harness.backends.base import Availability, Backend
 from harness.errors import BackendUnavailableError, UnknownNameError
+from harness.model.environment import importable
+
+if TYPE_CHECKING:
+    from harness.model.case import Case
+    from harness.model.config import RnnConfig
 
 ENTRY_POINT_GROUP = "harness.backends"
 
 
+class WithoutTorch:
+    """Stands in for eager where torch cannot be imported (a torch-free install), whose module imports torch
+    at its top: `harness list --backends` then says why it cannot run instead of failing to import it."""
+
+    uses_torch_kernels = True
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.name = "eager" if device == "cpu" else f"eager-{device}"
+        self.description = f"eager torch.nn module on {device}"
+
+    def availability(self) -> Availability:
+        return Availability(available=False, reason="package torch is not installed")
+
+    def known_limitation(self, config: RnnConfig) -> str | None:
+        return None
+
+    def is_slow(self, config: RnnConfig) -> bool:
+        return False
+
+    def prepare(self, case: Case) -> NoReturn:
+        raise RuntimeError(f"{self.name} needs torch, which cannot be imported here")
+
+
 def _eager(device: str) -> Callable[[], Backend]:
     def build() -> Backend:
+        if not importable("torch"):
+            return WithoutTorch(device)
         from harness.backends.eager import EagerBackend
 
         return EagerBackend(device)
@@ -92,7 +124,10 @@ CUDA_BACKENDS = ("eager-cuda", "onnxruntime-legacy-cuda", "onnxruntime-dynamo-cu
 
 
 def default_backend_names() -> tuple[str, ...]:
-    """What runs when no backend is named: every CPU backend, plus the CUDA ones where CUDA is present."""
+    """What runs when no backend is named: every CPU backend, plus the CUDA ones where CUDA is present
+    (where torch cannot be imported, a torch-free install, CUDA is not looked for)."""
+    if not importable("torch"):
+        return DEFAULT_BACKENDS
     import torch
 
     return DEFAULT_BACKENDS + (CUDA_BACKENDS if torch.cuda.is_available() else ())

@@ -7,7 +7,6 @@ the exporter wrote the wrong graph; when only ORT does, ORT computes the graph w
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,10 @@ from harness.backends.onnx_runtime import (
     PACKED_DYNAMO,
     Exporter,
     OnnxRuntimeBackend,
+    exporter_packages,
 )
 from harness.model.config import RnnConfig
+from harness.model.environment import importable
 
 if TYPE_CHECKING:  # loading a stored model needs onnx only: `harness replay` runs without torch
     from harness.model.case import Case
@@ -64,8 +65,8 @@ class OnnxReferenceBackend:
 
     def availability(self) -> Availability:
         # What exporting needs (as for ORT) and what evaluating needs; onnxruntime is neither.
-        for package in ("onnx",) + (("onnxscript",) if self.exporter == "dynamo" else ()):
-            if importlib.util.find_spec(package) is None:
+        for package in ("onnx", *exporter_packages(self.exporter)):
+            if not importable(package):
                 return Availability(available=False, reason=f"package {package} is not installed")
         return Availability(available=True)
 

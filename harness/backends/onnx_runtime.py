@@ -8,7 +8,6 @@ ORT_ENABLE_ALL graph optimisation.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ import numpy as np
 from harness.backends.base import Artifact, Availability
 from harness.backends.deadline import terminate_at_deadline
 from harness.model.config import RnnConfig
-from harness.model.environment import package_version
+from harness.model.environment import importable, package_version
 
 if TYPE_CHECKING:  # loading a stored model needs onnxruntime only: `harness replay` runs without torch
     from harness.model.case import Case
@@ -40,6 +39,13 @@ KEEPS_SEQUENCE_LENGTH = ("the dynamo exporter keeps the example's sequence lengt
                          "(a plain RNN then returns the export's steps only; LSTM and GRU fail in a Reshape)")
 PACKED_DYNAMO = ("the dynamo exporter goes through torch.export, which cannot trace pack_padded_sequence "
                  "(its lengths decide shapes)")
+
+
+def exporter_packages(exporter: Exporter) -> tuple[str, ...]:
+    """What exporting needs beyond onnx: onnxscript for the dynamo exporter, where torch can export at all.
+    In a torch-free install nothing exports, and loading a stored ONNX file (replay, bundle) needs neither
+    torch nor onnxscript: its absence must not make a dynamo artifact unavailable there."""
+    return ("onnxscript",) if exporter == "dynamo" and importable("torch") else ()
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,8 @@ class OnnxRuntimeBackend:
         )
 
     def availability(self) -> Availability:
-        for package in ("onnx", "onnxruntime") + (("onnxscript",) if self.exporter == "dynamo" else ()):
-            if importlib.util.find_spec(package) is None:
+        for package in ("onnx", "onnxruntime", *exporter_packages(self.exporter)):
+            if not importable(package):
                 return Availability(available=False, reason=f"package {package} is not installed")
         import onnxruntime
 

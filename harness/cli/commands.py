@@ -4,14 +4,16 @@ report, prints, and returns an exit code. Heavy imports (torch) happen only in c
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from harness.errors import EXIT_DRIFT, EXIT_OK, HarnessError
+from harness.model.environment import importable
 from harness.reports.files import Render, check_output_paths, step_summary_path, write_outputs, write_summary
 from harness.reports.text import printable
 
@@ -20,7 +22,25 @@ if TYPE_CHECKING:
     from harness.session.core import Session
 
 Values = dict[str, Any]
+P = ParamSpec("P")
 REPORT_FILES = ("json", "junit", "markdown", "html")
+# What a torch-free install (README: Installing without torch) can do instead, for the one line below.
+TORCH_FREE = "replay, show, list, env, review, merge, bundle and prune work without it"
+
+
+def needs_torch(command: Callable[P, int]) -> Callable[P, int]:
+    """The command builds and runs models: where torch cannot be imported (a torch-free install) it says so in
+    one line, exit 2, before anything is loaded, instead of an ImportError's traceback."""
+    name = command.__name__.removeprefix("cmd_")
+
+    @functools.wraps(command)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> int:
+        if not importable("torch"):
+            raise HarnessError(f"harness {name} needs torch, which cannot be imported here ({TORCH_FREE}); "
+                               f"install the full harness with: pip install -c constraints.txt -e .")
+        return command(*args, **kwargs)
+
+    return checked
 
 
 def _session(values: Values, **overrides: Any) -> Session:
@@ -53,6 +73,7 @@ def cmd_list(values: Values) -> int:
     return EXIT_OK
 
 
+@needs_torch
 def cmd_run(values: Values, *, live_reference: bool = False) -> int:
     from harness.reports.terminal import report_lines
 
@@ -68,6 +89,7 @@ def cmd_run(values: Values, *, live_reference: bool = False) -> int:
     return max(report.exit_code, EXIT_DRIFT if any(probe.failing for probe in probes) else EXIT_OK)
 
 
+@needs_torch
 def cmd_check(values: Values) -> int:
     return cmd_run(values, live_reference=True)
 
@@ -153,6 +175,7 @@ def progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[object], None
         yield lambda _cell: bar.update(1)
 
 
+@needs_torch
 def cmd_probe(values: Values) -> int:
     from harness.reports.probes import probes_json
 
@@ -178,6 +201,7 @@ def _run_probes(session: Session, settings: Any) -> tuple[ProbeResult, ...]:
     return results
 
 
+@needs_torch
 def cmd_record(values: Values) -> int:
     session = _session(values)
     configs = session.configs
@@ -256,10 +280,13 @@ def cmd_prune(values: Values) -> int:
 
 
 def cmd_env(values: Values) -> int:
+    """The fingerprint; without torch (a torch-free install) its CUDA and torch build fields say "not checked"."""
+    from harness.model.environment import current_environment
     from harness.session.execution import environment_now
     from harness.session.settings import settings_from
 
-    environment = environment_now(settings_from(values).threads)
+    threads = settings_from(values).threads
+    environment = environment_now(threads) if importable("torch") else current_environment(torch_threads=threads)
     if values["print_json"]:
         print(json.dumps(environment.to_dict(), indent=2))
         return EXIT_OK

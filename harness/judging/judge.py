@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -13,7 +13,7 @@ from harness.backends.base import Artifact
 from harness.judging.compare import ORACLE, TensorComparison, compare_outputs, oracle_distance, ulp_distance
 from harness.judging.layout import diagnose_layout
 from harness.judging.oracle import Variant
-from harness.judging.results import CellResult, PastComparison
+from harness.judging.results import CellResult, PastComparison, WeightsChange
 from harness.judging.rnn_checks import (
     argmax_changes,
     check_invariants,
@@ -56,6 +56,7 @@ class CaseFacts:
     oracle: Outputs | None  # None where the weights are out of reach (a replay of a stored artifact)
     variant_oracle: Callable[[Variant], Outputs] | None
     reference: str = ORACLE  # what `oracle` is: the NumPy oracle, or float64 eager torch where none applies
+    parameters_sha256: dict[str, str] = field(default_factory=dict)  # each parameter's; empty where unknown (replay)
 
 
 def judge_cell(
@@ -85,6 +86,7 @@ def judge_cell(
         outputs_sha256=arrays_sha256(first),
         artifact_source=execution.artifact_source,
         notes=execution.notes, prepare_seconds=execution.prepare_seconds, run_seconds=execution.run_seconds,
+        weights_changed=changed_weights(facts, golden),
     )
 
 
@@ -134,6 +136,29 @@ def attribute(now: Hashed, recorded: Hashed) -> Cause:
     if now.weights_sha256 != recorded.weights_sha256:
         return Cause.WEIGHTS
     return Cause.COMPUTE
+
+
+class Weighed(Protocol):
+    """What naming changed weights reads: the weights' sha256, and each parameter's (a case now, or a golden)."""
+
+    @property
+    def weights_sha256(self) -> str: ...
+
+    @property
+    def parameters_sha256(self) -> dict[str, str]: ...
+
+
+def changed_weights(now: Weighed, recorded: Weighed) -> WeightsChange | None:
+    """None when the weights are the golden's (weights_sha256 decides); else the parameters whose sha256 differs or
+    that only one side has. Without per-parameter hashes on either side (a golden before harness.golden/3) none is
+    named; with them on both and none differing, only the parameters' order changed."""
+    if now.weights_sha256 == recorded.weights_sha256:
+        return None
+    before, after = recorded.parameters_sha256, now.parameters_sha256
+    if not before or not after:
+        return WeightsChange(named=False)
+    names = dict.fromkeys([*after, *before])
+    return WeightsChange(parameters=tuple(name for name in names if after.get(name) != before.get(name)))
 
 
 def valid_steps_only(config: RnnConfig, outputs: Outputs) -> Outputs:

@@ -38,6 +38,15 @@ class ArtifactCheck:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WeightsChange:
+    """The case's weights are not the golden's. `parameters`: every state_dict entry whose sha256 differs (or that
+    only one side has), the model's order first; empty when no parameter can be named, `named` says why."""
+
+    parameters: tuple[str, ...] = ()
+    named: bool = True  # False: the golden predates per-parameter hashes (harness.golden/1 or /2)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CellResult:
     """What one backend computed for one config, judged against the golden."""
 
@@ -49,6 +58,7 @@ class CellResult:
     tensors: tuple[TensorComparison, ...] = ()
     repeat: tuple[TensorComparison, ...] = ()  # second run vs first, when they differ
     cause: Cause | None = None
+    weights_changed: WeightsChange | None = None  # whatever the verdict: a passing cell's weights can differ too
     oracle: OracleDistance | None = None  # this backend's distance to the float64 oracle
     golden_oracle: OracleDistance | None = None  # the golden's distance to the same oracle
     invariant_violations: tuple[str, ...] = ()

@@ -8,7 +8,7 @@ keyed on the seed, never from torch's global RNG (harness.model.inputs, which ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from harness.errors import ConfigError, one_line
 from harness.model.axes import NAME, check_output_names, output_names
 from harness.model.config import RnnConfig
 from harness.model.factories import load_factory
-from harness.model.hashing import arrays_sha256
+from harness.model.hashing import array_sha256, arrays_sha256
 from harness.model.inputs import build_inputs
 
 
@@ -30,6 +30,7 @@ class Case:
     inputs: dict[str, np.ndarray]
     weights_sha256: str
     inputs_sha256: str
+    parameters_sha256: dict[str, str] = field(default_factory=dict)  # state_dict name -> that tensor's sha256
     export_inputs: dict[str, np.ndarray] | None = None  # the examples to export at, when not the inputs
     model_output_names: tuple[str, ...] = ()  # a user's model: what its forward returns
 
@@ -140,6 +141,7 @@ def build_case(config: RnnConfig) -> Case:
         inputs=inputs,
         export_inputs=build_inputs(config, shape=config.export_shape) if config.reshaped_at_export else None,
         weights_sha256=weights_sha256(module),
+        parameters_sha256=parameters_sha256(module),
         inputs_sha256=arrays_sha256(inputs),
         model_output_names=model_output_names(config, module, inputs) if config.model else (),
     )
@@ -179,3 +181,11 @@ def weights_sha256(module: torch.nn.Module) -> str:
 
     arrays = {name: to_numpy(tensor) for name, tensor in module.state_dict().items()}
     return arrays_sha256(arrays)
+
+
+def parameters_sha256(module: torch.nn.Module) -> dict[str, str]:
+    """Each state_dict entry's sha256 (dtype, shape, then bytes: harness.model.hashing.array_sha256), in
+    state_dict order: what names the parameters that changed when weights_sha256 differs."""
+    from harness.model.tensors import to_numpy
+
+    return {name: array_sha256(to_numpy(tensor)) for name, tensor in module.state_dict().items()}

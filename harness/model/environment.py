@@ -6,6 +6,7 @@ Versions come from package metadata, so taking a fingerprint imports neither tor
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import platform
 import re
@@ -59,6 +60,15 @@ def package_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def importable(package: str) -> bool:
+    """Whether `import package` can succeed here, found without importing it (torch would cost seconds).
+    False in a torch-free install, and where a test blocked the package with None in sys.modules."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a parent package that cannot be imported; a module without a spec
+        return False
 
 
 def current_environment(*, torch_threads: int, cuda: str = NOT_CHECKED, torch_build: dict[str, str] | None = None

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ElementTree
 
 from harness.judging.results import RunReport
 from harness.reports.merge import MergedReport
-from harness.reports.terminal import cell_text, failure_lines, summary_line
+from harness.reports.terminal import cell_text, failure_lines, summary_line, weights_warnings
 from harness.reports.text import counted, printable
 from harness.verdicts import Agreement, Verdict
 
@@ -53,6 +53,9 @@ def run_markdown(report: RunReport) -> str:
         lines.append(f"| {_code(config_id)} | {' | '.join(entries)} |")
     if report.failures:
         lines += ["", "### Failures", "", *_fenced([line for cell in report.failures for line in failure_lines(cell)])]
+    warnings = [printable(line) for line in weights_warnings(report) if line]  # passing cells whose weights changed
+    if warnings:
+        lines += ["", "### Weights changed", "", *_fenced(warnings)]
     return "\n".join(lines) + "\n"
 
 

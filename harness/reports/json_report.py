@@ -5,10 +5,10 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
   summary {cells, failing, by_verdict {verdict: count}},
   environment {packages, python, platform, machine, cpu, cpu_flags, cpu_count, torch_threads, cuda},
   environment_changes {config_id: [line]}, backends [name], unavailable {name: reason}, configs [id],
-  cells [{config, backend, verdict, failing, reason, cause, oracle, golden_oracle, invariant_violations,
-          argmax_changed, analysis [text], past {status, summary, max_ulps, max_abs}, tolerance, max_abs, max_ulps,
-          artifact {cause, summary, same_bytes, structure_diff [text], replay}, artifact_source,
-          prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
+  cells [{config, backend, verdict, failing, reason, cause, weights_changed [parameter] | null, oracle, golden_oracle,
+          invariant_violations, argmax_changed, analysis [text], past {status, summary, max_ulps, max_abs},
+          tolerance, max_abs, max_ulps, artifact {cause, summary, same_bytes, structure_diff [text], replay},
+          artifact_source, prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
   tensor {name, status, expected_shape, actual_shape, expected_dtype, actual_dtype, max_abs, max_rel,
           max_ulps, mismatched, total, worst_index, worst_expected, worst_actual, diagnosis,
           statistics: null | {abs_error, rel_error, ulps: {mean, median, p90, p99, max},
@@ -79,6 +79,8 @@ def cell_document(cell: CellResult) -> dict[str, Any]:
         "failing": cell.verdict.failing,
         "reason": cell.reason,
         "cause": cell.cause.value if cell.cause else None,
+        # null: the golden's weights; else the parameters that changed, passing or not ([]: none can be named)
+        "weights_changed": list(cell.weights_changed.parameters) if cell.weights_changed else None,
         "oracle": _distance_document(cell.oracle),
         "invariant_violations": list(cell.invariant_violations),
         "argmax_changed": cell.argmax_changed,

@@ -6,11 +6,12 @@ import math
 from collections import defaultdict
 
 from harness.judging.compare import FLOAT64_EAGER, ORACLE, OracleDistance, TensorComparison
-from harness.judging.results import CellResult, RunReport
+from harness.judging.results import CellResult, RunReport, WeightsChange
 from harness.judging.statistics import ErrorStatistics, histogram_lines
 from harness.reports.text import counted, printable_lines, text_table
 from harness.verdicts import NO_AUTOGRAD, Cause, PastStatus, TensorStatus, Verdict
 
+NAMED_PARAMETERS = 3  # a changed-weights line names this many parameters, then "and N more"
 ULPS_UNBOUNDED = 2**64 - 1  # a NaN or an infinity against a number: no finite distance
 PAST_MARKS = {PastStatus.UNCHANGED: "=", PastStatus.NEW: "?"}
 LEGEND = ("  each cell: verdict vs the golden, max abs error/max ulps; then vs the backend's own recorded "
@@ -43,7 +44,7 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
         for cell in failures:
             lines += _failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
                                     reference="the reference" if report.live_reference else "the golden")
-    lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report)
+    lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report) + weights_warnings(report)
     lines += _calibrated(report) + _moved(report) + _artifacts(report) + _cache(report, verbose=verbose)
     lines += _oracle_summary(report) + _not_compared(report)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
@@ -111,6 +112,33 @@ def _leftovers(report: RunReport) -> list[str]:
             *(f"  {path}" for path in report.leftovers)]
 
 
+def changed_parameters_text(change: WeightsChange) -> str:
+    """Which parameters changed: the first few by name, then how many more; or why none can be named."""
+    if not change.named:
+        return "the golden predates per-parameter sha256 (harness.golden/3), so no parameter can be named"
+    if not change.parameters:
+        return "no parameter's sha256 differs from the golden's: their order changed"
+    more = len(change.parameters) - NAMED_PARAMETERS
+    return ", ".join(change.parameters[:NAMED_PARAMETERS]) + (f" and {more} more" if more > 0 else "")
+
+
+def weights_warnings(report: RunReport) -> list[str]:
+    """One warning line per config whose weights are not the golden's though its cells pass (a change of weights
+    small enough for the tolerance is still a change of model); failing cells say it in their details."""
+    passing: dict[str, list[CellResult]] = defaultdict(list)
+    for cell in report.cells:
+        if cell.weights_changed is not None and not cell.verdict.failing:
+            passing[cell.config_id].append(cell)
+    lines = []
+    for config_id, cells in passing.items():
+        change = cells[0].weights_changed
+        assert change is not None
+        backends = ", ".join(cell.backend for cell in cells)
+        lines.append(f"Warning: {config_id}: weights differ from the golden's, yet it passes on {backends}; "
+                     f"changed: {changed_parameters_text(change)}")
+    return ["", *lines] if lines else []
+
+
 def _warnings(report: RunReport) -> list[str]:
     return ["", *(f"Warning: {warning}" for warning in report.warnings)] if report.warnings else []
 
@@ -157,6 +185,8 @@ def _failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), 
                    reference: str = "the golden") -> list[str]:
     tolerance = cell.tolerance.describe() if cell.tolerance else "-"
     cause = f"; cause: {cell.cause.value}" if cell.cause else ""
+    if cell.cause is Cause.WEIGHTS and cell.weights_changed:
+        cause += f" ({changed_parameters_text(cell.weights_changed)})"
     argmax = ""
     if cell.argmax_changed is not None and cell.verdict is Verdict.DRIFT:
         argmax = ("; argmax unchanged" if cell.argmax_changed == 0
@@ -164,6 +194,8 @@ def _failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), 
     lines = [f"  {cell.config_id} x {cell.backend}: {cell.verdict.value} (tolerance {tolerance}){cause}{argmax}"]
     if cell.reason:
         lines.append(f"    {cell.reason}")
+    if cell.weights_changed and cell.cause is not Cause.WEIGHTS:  # the inputs changed first, or not a drift
+        lines.append(f"    weights differ from the golden's: {changed_parameters_text(cell.weights_changed)}")
     if environment_changes:
         lines.append(f"    environment since the golden: {'; '.join(environment_changes)}")
     lines += [f"    invariant broken: {violation}" for violation in cell.invariant_violations]

@@ -194,6 +194,7 @@ class Session:
             environment = self.environment()
         golden = Golden(
             config=config, tensors=reference, weights_sha256=prepared.case.weights_sha256,
+            parameters_sha256=prepared.case.parameters_sha256,
             inputs_sha256=prepared.case.inputs_sha256, recorded_by=REFERENCE_BACKEND, recorded_at=utc_now(),
             environment=environment, backend_fingerprints=recorded.fingerprints,
             backend_tensors=recorded.backend_tensors,
@@ -237,7 +238,9 @@ class Session:
             from harness.model.case import build_case
 
             case = build_case(config)
-            self._cases[config.id] = PreparedCase(case=case, facts=case_facts(case))
+            # Each parameter's sha256, so that a cell whose weights are not the golden's names which changed.
+            facts = dataclasses.replace(case_facts(case), parameters_sha256=case.parameters_sha256)
+            self._cases[config.id] = PreparedCase(case=case, facts=facts)
         return self._cases[config.id]
 
     def judge(self, config: RnnConfig, backend_name: str) -> CellResult:
@@ -383,7 +386,8 @@ class Session:
                 environment = self.environment()
             self._goldens[config.id] = Golden(
                 config=config, tensors=outputs, weights_sha256=prepared.case.weights_sha256,
-                inputs_sha256=prepared.case.inputs_sha256, recorded_by=f"{REFERENCE_BACKEND} (live, this run)",
+                parameters_sha256=prepared.case.parameters_sha256, inputs_sha256=prepared.case.inputs_sha256,
+                recorded_by=f"{REFERENCE_BACKEND} (live, this run)",
                 recorded_at=utc_now(), environment=environment,
                 calibration=calibration_for(config, outputs, prepared.facts),
             )

@@ -46,7 +46,8 @@ from harness.store.files import (
 )
 from harness.store.paths import file_stem
 
-SCHEMA = "harness.golden/2"  # /2: tensor sha256 covers dtype, byte order and shape; /1 is still read
+SCHEMA = "harness.golden/3"  # /3: each parameter's sha256; /2 (tensor sha256 over dtype, byte order and shape)
+SCHEMA_WITHOUT_PARAMETERS = "harness.golden/2"  # and /1 are still read; they name no parameter
 SCHEMA_FAMILY = "harness.golden/"
 MANIFEST_SCHEMA = ("harness.store.schemas", "golden.schema.json")
 BACKEND_SEPARATOR = "/"
@@ -68,6 +69,8 @@ class Golden:
     backend_tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)  # backend -> its stored artifact
     calibration: Calibration | None = None  # float16/bfloat16: the tolerance calibrated on the float64 oracle
+    # state_dict name -> its sha256 (harness.model.case.parameters_sha256); empty for a golden before /3
+    parameters_sha256: dict[str, str] = field(default_factory=dict)
 
     def calibrated_tolerance(self) -> Tolerance | None:
         return self.calibration.tolerance() if self.calibration else None
@@ -81,13 +84,15 @@ class Golden:
 
     def manifest(self, tensors_file: str) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            # A golden without per-parameter hashes (rewritten from a /1 or /2 one) stays what it is.
+            "schema": SCHEMA if self.parameters_sha256 else SCHEMA_WITHOUT_PARAMETERS,
             "config_id": self.config.id,
             "config_hash": self.config.content_hash,
             "config": self.config.to_dict(),
             "tensors_file": tensors_file,
             "tensors": tensor_entries(self.tensors),
             "weights_sha256": self.weights_sha256,
+            **({"parameters_sha256": dict(self.parameters_sha256)} if self.parameters_sha256 else {}),
             "inputs_sha256": self.inputs_sha256,
             "recorded_by": self.recorded_by,
             "recorded_at": self.recorded_at,
@@ -143,6 +148,7 @@ class GoldenStore(GoldenDirectory):
             config=config,
             tensors=tensors,
             weights_sha256=manifest["weights_sha256"],
+            parameters_sha256=dict(manifest.get("parameters_sha256", {})),
             inputs_sha256=manifest["inputs_sha256"],
             recorded_by=manifest["recorded_by"],
             recorded_at=manifest["recorded_at"],
