@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from harness.backends.base import ARTIFACT_SUFFIXES
 from harness.store.golden import GoldenStore
@@ -280,3 +281,33 @@ def test_a_damaged_artifact_entry_is_one_line_exit_2(cli: Callable[..., CliResul
     assert result.exit_code == 2, result.out
     [line] = result.err.strip().splitlines()
     assert line.startswith("harness: error: ") and expected in line
+
+
+class _Doubling(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = torch.nn.GRU(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0] * 2
+
+
+class _Tripling(_Doubling):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0] * 3
+
+
+def test_two_classes_of_one_file_with_the_same_weights_are_two_cache_keys() -> None:
+    """The cache key held the files of a model's classes, not the classes: a factory choosing another class
+    of the same file (same weights) was served the first class's export, a false pass."""
+    from harness.session.artifacts import model_code_digest
+
+    torch.manual_seed(0)
+    doubling = _Doubling()
+    torch.manual_seed(0)
+    tripling = _Tripling()
+    assert all(torch.equal(a, b) for a, b in zip(doubling.state_dict().values(), tripling.state_dict().values(),
+                                                 strict=True))
+    assert model_code_digest(doubling) != model_code_digest(tripling)
+    torch.manual_seed(0)
+    assert model_code_digest(_Doubling()) == model_code_digest(doubling)

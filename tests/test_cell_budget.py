@@ -208,21 +208,28 @@ def rnn_with_an_endless_loop(data: bytes) -> bytes:
 def test_a_stored_artifact_with_an_endless_loop_is_an_error_within_the_budget(tmp_path: Path) -> None:
     """From the CLI: the gate marks it unbounded, so it runs in the bounded worker, which the cell's budget
     kills; the cell is an ERROR naming the budget, exit 1, no traceback."""
-    from tests.test_artifact_gates import CONFIG, HARNESS, golden_copy, plant
+    from tests.test_artifact_gates import CONFIG, golden_copy, plant
 
     copy = golden_copy(tmp_path)
     manifest = json.loads((copy / f"{CONFIG}.json").read_text())
     entry = manifest["artifacts"]["onnxruntime-legacy"]
     plant(copy, "onnxruntime-legacy", rnn_with_an_endless_loop((copy / "artifacts" / entry["file"]).read_bytes()))
+    assert_replay_stopped_at_budget(copy, "onnxruntime-legacy", budget=3, within=30)
+
+
+def assert_replay_stopped_at_budget(copy: Path, backend: str, *, budget: int, within: float) -> None:
+    """`harness replay` of the planted golden: one ERROR cell naming the budget, exit 1, no traceback, in time."""
+    from tests.test_artifact_gates import CONFIG, HARNESS
+
     started = time.monotonic()
     result = subprocess.run([*HARNESS, "replay", "--golden-dir", str(copy), "--config", CONFIG, "--backend",
-                             "onnxruntime-legacy", "--cell-budget", "3"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=120, check=False)
+                             backend, "--cell-budget", str(budget)], capture_output=True, text=True,
+                            cwd=copy.parent, timeout=120, check=False)
     output = result.stdout + result.stderr
-    assert time.monotonic() - started < 30, output
+    assert time.monotonic() - started < within, output
     assert result.returncode == 1, output
     assert "Traceback" not in output
-    assert "budget of 3 s" in output and "ERROR" in output, output
+    assert f"budget of {budget} s" in output and "ERROR" in output, output
 
 
 def endless_torchscript_archive() -> bytes:
@@ -254,19 +261,11 @@ def endless_torchscript_archive() -> bytes:
 
 def test_a_torchscript_archive_with_an_endless_loop_is_an_error_within_the_budget(tmp_path: Path) -> None:
     from harness.store.gates import verify_artifact
-    from tests.test_artifact_gates import CONFIG, HARNESS, golden_copy, plant
+    from tests.test_artifact_gates import golden_copy, plant
 
     data = endless_torchscript_archive()
     facts = verify_artifact("torchscript", data, where="spinner.pt", built_in_rnn=True)
     assert not facts.bounded and "loop" in facts.unbounded_reason
     copy = golden_copy(tmp_path)
     plant(copy, "torchscript-script", data)
-    started = time.monotonic()
-    result = subprocess.run([*HARNESS, "replay", "--golden-dir", str(copy), "--config", CONFIG, "--backend",
-                             "torchscript-script", "--cell-budget", "10"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=120, check=False)
-    output = result.stdout + result.stderr
-    assert time.monotonic() - started < 40, output
-    assert result.returncode == 1, output
-    assert "Traceback" not in output
-    assert "budget of 10 s" in output and "ERROR" in output, output
+    assert_replay_stopped_at_budget(copy, "torchscript-script", budget=10, within=40)

@@ -12,6 +12,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+from harness.errors import printable
+
 # Loggers that print on every export (e.g. "torchvision is not installed. Skipping ...").
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript")
 
@@ -80,6 +82,30 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     text = _ANSI.sub("", str(error)).strip().splitlines()
     line = f"{type(error).__name__}: {text[0] if text else ''}"
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+DETAIL_LIMIT = 4096  # characters of an upstream error kept whole: TorchScript's run to a few hundred
+
+
+def full_message(error: BaseException, limit: int = DETAIL_LIMIT) -> str:
+    """An exception's whole message, every line of it (TorchScript's source line and `<--- HERE` marker
+    included): its type before the first line, colour codes removed, each line printable (control characters
+    escaped, harness.errors.printable), at most `limit` characters, cut at a line and saying what was left out."""
+    text = _ANSI.sub("", str(error)).strip().splitlines()
+    lines = [f"{type(error).__name__}: {text[0] if text else ''}", *(line.rstrip() for line in text[1:])]
+    escaped = [printable(line) for line in lines]
+    kept: list[str] = []
+    size = 0
+    for line in escaped:
+        size += len(line) + 1
+        if size > limit:
+            break
+        kept.append(line)
+    if len(kept) == len(escaped):
+        return "\n".join(kept)
+    kept = kept or [escaped[0][: limit - 3] + "..."]  # one line longer than the limit: cut within it
+    left = len(escaped) - len(kept)
+    return "\n".join([*kept, f"... ({left} more line{'s' if left > 1 else ''} left out)"] if left else kept)
 
 
 def normalized_note(text: str) -> str:

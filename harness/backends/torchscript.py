@@ -61,7 +61,11 @@ class TorchScriptBackend:
 
         wrapper = flat_module_for(case)
         if self.mode == "script":
-            compiled = torch.jit.script(wrapper)
+            try:
+                compiled = torch.jit.script(wrapper)
+            except Exception:
+                _forget_uncompiled_types()
+                raise
         else:
             examples = tuple(to_torch(array) for array in case.examples.values())
             compiled = torch.jit.trace(wrapper, examples)  # type: ignore[no-untyped-call]
@@ -77,6 +81,21 @@ class TorchScriptBackend:
 
         module = torch.jit.load(io.BytesIO(artifact.data), map_location="cpu")  # type: ignore[no-untyped-call]
         return TorchModel(module.eval(), "cpu", tuple(output_names))
+
+
+def _forget_uncompiled_types() -> None:
+    """Drop the module types a failed torch.jit.script left half-defined. torch keeps them (keyed by class) in
+    its shared type store with `forward` already declared, so scripting another instance of the same class -
+    the next config of the same user's model - raised "Can't redefine method: forward" instead of its own
+    cause. A dropped type is built afresh next time, under a new mangled name."""
+    from torch.jit._recursive import concrete_type_store
+
+    for module_class, types in list(concrete_type_store.type_store.items()):
+        compiled = [found for found in types if found in concrete_type_store.methods_compiled]
+        if compiled:
+            concrete_type_store.type_store[module_class] = compiled
+        else:
+            del concrete_type_store.type_store[module_class]
 
 
 def _without_debug_info(archive: bytes) -> bytes:

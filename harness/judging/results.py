@@ -3,6 +3,7 @@ ProbeResult per determinism probe. Reports read these and nothing else of the ru
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_OK
@@ -46,6 +47,25 @@ class WeightsChange:
     named: bool = True  # False: the golden predates per-parameter hashes (harness.golden/1 or /2)
 
 
+class LimitationStatus(enum.Enum):
+    """A backend the golden recorded as unable to take a user's model, tried again in this run."""
+
+    REPRODUCED = "reproduced"  # it fails as recorded: unsupported, not failing
+    RESOLVED = "now runs"  # it runs now and is judged: recording it again stores its fingerprint
+    CHANGED = "fails differently"  # another error than the recorded one: ERROR
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedLimitation:
+    """What the golden recorded when the backend could not take the model (first line and whole error), against
+    what it did in this run (`observed`: the first line of today's error; empty when it ran)."""
+
+    status: LimitationStatus
+    recorded: str
+    recorded_detail: str = ""
+    observed: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class CellResult:
     """What one backend computed for one config, judged against the golden."""
@@ -54,6 +74,8 @@ class CellResult:
     backend: str
     verdict: Verdict
     reason: str = ""
+    reason_detail: str = ""  # the whole upstream error behind the reason (every line, printable, bounded), if any
+    limitation: RecordedLimitation | None = None  # the golden recorded this backend as unable to take the model
     tolerance: Tolerance | None = None
     tensors: tuple[TensorComparison, ...] = ()
     repeat: tuple[TensorComparison, ...] = ()  # second run vs first, when they differ

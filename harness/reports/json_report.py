@@ -5,7 +5,9 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
   summary {cells, failing, by_verdict {verdict: count}},
   environment {packages, python, platform, machine, cpu, cpu_flags, cpu_count, torch_threads, cuda},
   environment_changes {config_id: [line]}, backends [name], unavailable {name: reason}, configs [id],
-  cells [{config, backend, verdict, failing, reason, cause, weights_changed [parameter] | null, oracle, golden_oracle,
+  cells [{config, backend, verdict, failing, reason, reason_detail (the whole upstream error) | null,
+          recorded_limitation {status, recorded, recorded_detail, observed, record_command} | null, cause,
+          weights_changed [parameter] | null, oracle, golden_oracle,
           invariant_violations, argmax_changed, analysis [text], past {status, summary, max_ulps, max_abs},
           tolerance, max_abs, max_ulps, artifact {cause, summary, same_bytes, structure_diff [text], replay},
           artifact_source, prepare_seconds, run_seconds, notes [text], tensors [tensor], nondeterminism [tensor]}]
@@ -24,9 +26,10 @@ from typing import Any
 
 from harness import __version__
 from harness.judging.compare import OracleDistance, TensorComparison
-from harness.judging.results import CellResult, ProbeResult, RunReport
+from harness.judging.results import CellResult, LimitationStatus, ProbeResult, RunReport
 from harness.reports.probes import probe_documents
 from harness.reports.text import finite, json_safe
+from harness.reports.upstream_errors import rerecord_command
 from harness.store.documents import first_schema_problem
 from harness.verdicts import Verdict
 
@@ -61,7 +64,7 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "leftovers": list(report.leftovers),
         "warnings": list(report.warnings),
         "upstream_findings": upstream_findings(report),
-        "cells": [cell_document(cell) for cell in report.cells],
+        "cells": [cell_document(cell, report) for cell in report.cells],
     }
 
 
@@ -71,13 +74,16 @@ def upstream_findings(report: RunReport) -> list[dict[str, Any]]:
             for (backend, note), count in report.upstream_counts().items()]
 
 
-def cell_document(cell: CellResult) -> dict[str, Any]:
+def cell_document(cell: CellResult, report: RunReport | None = None) -> dict[str, Any]:
+    """One cell; with its report, a recorded limitation that ran again carries the command that records it."""
     return {
         "config": cell.config_id,
         "backend": cell.backend,
         "verdict": cell.verdict.value,
         "failing": cell.verdict.failing,
         "reason": cell.reason,
+        "reason_detail": cell.reason_detail or None,  # every line of the upstream error behind the reason
+        "recorded_limitation": _limitation_document(cell, report),
         "cause": cell.cause.value if cell.cause else None,
         # null: the golden's weights; else the parameters that changed, passing or not ([]: none can be named)
         "weights_changed": list(cell.weights_changed.parameters) if cell.weights_changed else None,
@@ -112,6 +118,16 @@ def tensor_document(tensor: TensorComparison, *, full: bool = True) -> dict[str,
         document["statistics"] = None
     document["status"] = tensor.status.value
     return document
+
+
+def _limitation_document(cell: CellResult, report: RunReport | None) -> dict[str, Any] | None:
+    limitation = cell.limitation
+    if limitation is None:
+        return None
+    resolved = limitation.status is LimitationStatus.RESOLVED
+    return {"status": limitation.status.value, "recorded": limitation.recorded,
+            "recorded_detail": limitation.recorded_detail or None, "observed": limitation.observed or None,
+            "record_command": rerecord_command(report, [cell.config_id]) if resolved and report is not None else None}
 
 
 def _artifact_document(cell: CellResult) -> dict[str, Any] | None:

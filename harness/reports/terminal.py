@@ -9,6 +9,7 @@ from harness.judging.compare import FLOAT64_EAGER, ORACLE, OracleDistance, Tenso
 from harness.judging.results import CellResult, RunReport, WeightsChange
 from harness.judging.statistics import ErrorStatistics, histogram_lines
 from harness.reports.text import counted, printable_lines, text_table
+from harness.reports.upstream_errors import detail_lines, resolved_limitation_lines
 from harness.verdicts import NO_AUTOGRAD, Cause, PastStatus, TensorStatus, Verdict
 
 NAMED_PARAMETERS = 3  # a changed-weights line names this many parameters, then "and N more"
@@ -43,10 +44,12 @@ def report_lines(report: RunReport, *, verbose: bool = False) -> list[str]:
         lines += ["", "Failures:"]
         for cell in failures:
             lines += _failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
-                                    reference="the reference" if report.live_reference else "the golden")
+                                    reference="the reference" if report.live_reference else "the golden",
+                                    verbose=verbose)
     lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report) + weights_warnings(report)
+    lines += resolved_limitation_lines(report)
     lines += _calibrated(report) + _moved(report) + _artifacts(report) + _cache(report, verbose=verbose)
-    lines += _oracle_summary(report) + _not_compared(report)
+    lines += _oracle_summary(report) + _not_compared(report, verbose=verbose)
     lines += _upstream_findings(report, verbose=verbose) + _environment_changes(report, verbose=verbose)
     lines += ["", summary_line(report)]
     return printable_lines(lines)
@@ -175,14 +178,14 @@ def _table(report: RunReport) -> list[str]:
 
 
 def failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *,
-                  reference: str = "the golden") -> list[str]:
+                  reference: str = "the golden", verbose: bool = False) -> list[str]:
     """Everything a user needs to act on one failing cell, every line printable; `reference` names what it was
-    compared with."""
-    return printable_lines(_failure_lines(cell, environment_changes, reference=reference))
+    compared with; `verbose`: the whole upstream error behind an ERROR, not only the lines that explain it."""
+    return printable_lines(_failure_lines(cell, environment_changes, reference=reference, verbose=verbose))
 
 
 def _failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), *,
-                   reference: str = "the golden") -> list[str]:
+                   reference: str = "the golden", verbose: bool = False) -> list[str]:
     tolerance = cell.tolerance.describe() if cell.tolerance else "-"
     cause = f"; cause: {cell.cause.value}" if cell.cause else ""
     if cell.cause is Cause.WEIGHTS and cell.weights_changed:
@@ -194,6 +197,7 @@ def _failure_lines(cell: CellResult, environment_changes: tuple[str, ...] = (), 
     lines = [f"  {cell.config_id} x {cell.backend}: {cell.verdict.value} (tolerance {tolerance}){cause}{argmax}"]
     if cell.reason:
         lines.append(f"    {cell.reason}")
+    lines += detail_lines(cell, verbose=verbose)
     if cell.weights_changed and cell.cause is not Cause.WEIGHTS:  # the inputs changed first, or not a drift
         lines.append(f"    weights differ from the golden's: {changed_parameters_text(cell.weights_changed)}")
     if environment_changes:
@@ -331,17 +335,20 @@ def _oracle_summary(report: RunReport) -> list[str]:
     return lines
 
 
-def _not_compared(report: RunReport) -> list[str]:
+def _not_compared(report: RunReport, *, verbose: bool = False) -> list[str]:
     lines = []
     unsupported = [cell for cell in report.cells if cell.verdict is Verdict.UNSUPPORTED]
     if unsupported:
-        lines += ["", f"Unsupported ({counted(len(unsupported), 'cell')}; known limitations, tried and confirmed):"]
+        lines += ["", f"Unsupported ({counted(len(unsupported), 'cell')}; known limitations, or recorded with a "
+                      "user's model's golden; tried and confirmed):"]
         forward_only: dict[str, list[str]] = defaultdict(list)  # one line per forward-only backend, not per cell
         for cell in unsupported:
             if NO_AUTOGRAD in cell.reason:
                 forward_only[cell.backend].append(cell.config_id)
-            else:
-                lines.append(f"  {cell.config_id} x {cell.backend}: {cell.reason}")
+                continue
+            reason = f"{cell.verdict.value} ({cell.reason})" if cell.limitation else cell.reason
+            lines.append(f"  {cell.config_id} x {cell.backend}: {reason}")
+            lines += detail_lines(cell, verbose=verbose, indent="    ")
         lines += [f"  {backend}: {NO_AUTOGRAD} (it computes the forward pass only): "
                   f"{counted(len(ids), 'gradient/training config')}, {', '.join(ids)}"
                   for backend, ids in forward_only.items()]

@@ -75,15 +75,20 @@ def case_identity(case: Case) -> str:
 
 
 def model_code_digest(module: Any) -> str:
-    """sha256 over the source files of the module's own classes (those not from torch), by file name."""
+    """sha256 over the module's structure (every submodule's path and class, qualified) and the source files
+    of its own classes (those not from torch), by file name. The classes count as well as their files: a
+    factory that picks another class of the same file (by config or environment) was served the first
+    class's export from the cache."""
     import inspect
 
+    digest = hashlib.sha256()
+    for path, part in module.named_modules():
+        digest.update(f"{path}:{type(part).__module__}.{type(part).__qualname__}\n".encode())
     files = set()
     for part in module.modules():
         if not type(part).__module__.startswith("torch."):
             with contextlib.suppress(TypeError, OSError):  # a class without a source file (built in C, or REPL)
                 files.add(inspect.getsourcefile(type(part)) or "")
-    digest = hashlib.sha256()
     for name in sorted(file for file in files if file):
         with contextlib.suppress(OSError):
             digest.update(Path(name).name.encode() + Path(name).read_bytes())

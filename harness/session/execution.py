@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.backends.base import Backend, NoAutogradError, PreparedModel, autograd_problem, check_verb
-from harness.backends.capture import captured_upstream_messages, first_line
+from harness.backends.capture import captured_upstream_messages, first_line, full_message
 from harness.judging.compare import FLOAT64_EAGER, compare_outputs
 from harness.judging.judge import CaseFacts, Execution, judge_cell
+from harness.judging.limitations import failed_again, limitation, recorded_failure
 from harness.judging.oracle import Variant, oracle_outputs
-from harness.judging.results import CellResult
+from harness.judging.results import CellResult, LimitationStatus
 from harness.model.environment import Environment, current_environment, torch_build_facts
 from harness.model.tensors import to_numpy
 from harness.model.tolerance import Tolerance
@@ -185,29 +186,38 @@ def judged_cell(
     cell = functools.partial(CellResult, config_id=config.id, backend=backend.name)
     if backend.is_slow(config) and not include_slow:
         return cell(verdict=Verdict.SLOW, reason="left out of the default run (slow); run with --all")
-    limitation = backend.known_limitation(config)
+    known = backend.known_limitation(config)
+    recorded = recorded_failure(config, golden, backend.name)
     try:
         execution = execute(case, backend, cache)
     except NoAutogradError as error:
         return cell(verdict=Verdict.UNSUPPORTED, reason=str(error))
     except Exception as error:  # a backend failure is a result, not a crash of the harness
-        observed = first_line(error, limit=110 if limitation else 160)
+        if recorded is not None and not known:  # a user's model this backend could not take at record time
+            return failed_again(config.id, backend.name, recorded, observed=first_line(error),
+                                detail=full_message(error))
+        observed = first_line(error, limit=110 if known else 160)
         baked = (baked_shape(case, backend, golden, tolerance, observed=observed, cache=cache)
                  if config.reshaped_at_export else "")
-        if limitation:
-            return cell(verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {baked or observed})")
-        return cell(verdict=Verdict.SHAPE if baked else Verdict.ERROR, reason=baked or first_line(error))
-    if limitation:
-        notes = (*execution.notes, f"known limitation did not reproduce: {limitation}")
+        detail = "" if baked else full_message(error)
+        if known:
+            return cell(verdict=Verdict.UNSUPPORTED, reason=f"{known} (observed: {baked or observed})",
+                        reason_detail=detail)
+        return cell(verdict=Verdict.SHAPE if baked else Verdict.ERROR, reason=baked or first_line(error),
+                    reason_detail=detail)
+    if known:
+        notes = (*execution.notes, f"known limitation did not reproduce: {known}")
         execution = dataclasses.replace(execution, notes=notes)
     judged = judge_cell(facts, backend.name, golden, execution, tolerance)
+    if recorded is not None:  # recorded as unable to take the model, it runs now: judged, and said so
+        judged = dataclasses.replace(judged, limitation=limitation(LimitationStatus.RESOLVED, recorded))
     if judged.verdict in (Verdict.SHAPE, Verdict.DRIFT) and config.reshaped_at_export:
         worst = max(judged.tensors, key=lambda tensor: (tensor.layout_problem, tensor.max_abs), default=None)
         observed = (f"{worst.name}: {worst.actual_shape} instead of {worst.expected_shape}" if worst and
                     worst.layout_problem else f"{worst.name} off by {worst.max_abs:.2g}" if worst else "")
         baked = baked_shape(case, backend, golden, tolerance, observed=observed, cache=cache)
-        if baked and limitation:  # the known limitation did reproduce, as a wrong result rather than an error
-            return cell(verdict=Verdict.UNSUPPORTED, reason=f"{limitation} (observed: {baked})")
+        if baked and known:  # the known limitation did reproduce, as a wrong result rather than an error
+            return cell(verdict=Verdict.UNSUPPORTED, reason=f"{known} (observed: {baked})")
         if baked:
             judged = dataclasses.replace(judged, verdict=Verdict.SHAPE, reason=baked)
     exporting = artifact_backend(backend)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.backends.base import Artifact, Backend, NoAutogradError
-from harness.backends.capture import first_line
+from harness.backends.capture import first_line, full_message
 from harness.judging.compare import compare_outputs
 from harness.judging.judge import Execution
 from harness.model.environment import environment_differences
@@ -85,9 +85,12 @@ def _fingerprint(case: Case, backend: Backend, reference: Outputs, cache: Export
     try:
         execution = execute(case, backend, cache)
     except Exception as error:  # recorded as a fact about the backend, like a run would report it
-        known = backend.known_limitation(case.config) or isinstance(error, NoAutogradError)
-        status = "unsupported" if known else "error"
-        return {"status": status, "reason": first_line(error)}, None
+        # A user's model that a backend cannot take is recorded as unsupported for that model, with the whole
+        # upstream error: later runs report it as such (exit 0), and say so when it fails otherwise or runs.
+        user_model = bool(case.config.model)
+        known = backend.known_limitation(case.config) or isinstance(error, NoAutogradError) or user_model
+        detail = {"detail": full_message(error)} if user_model else {}
+        return {"status": "unsupported" if known else "error", "reason": first_line(error), **detail}, None
     comparisons = compare_outputs(reference, execution.first, BITWISE)
     if any(c.layout_problem for c in comparisons):
         status = "unsupported" if backend.known_limitation(case.config) else "error"
@@ -109,6 +112,8 @@ def backend_settings(backend: Backend) -> dict[str, Any]:
 
 
 def fingerprint_line(fingerprint: dict[str, Any]) -> str:
+    if fingerprint["status"] == "unsupported" and "detail" in fingerprint:
+        return f"unsupported for this model, recorded (later runs report it and pass): {fingerprint['reason']}"
     if fingerprint["status"] != "ok":
         return f"{fingerprint['status']}: {fingerprint['reason']}"
     if fingerprint["max_ulps_to_reference"] == 0:
