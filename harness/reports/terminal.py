@@ -348,7 +348,8 @@ def _not_compared(report: RunReport, *, verbose: bool = False) -> list[str]:
                 continue
             reason = f"{cell.verdict.value} ({cell.reason})" if cell.limitation else cell.reason
             lines.append(f"  {cell.config_id} x {cell.backend}: {reason}")
-            lines += detail_lines(cell, verbose=verbose, indent="    ")
+            if cell.limitation or verbose:  # a built-in known limitation's reason says enough (-v: the error)
+                lines += detail_lines(cell, verbose=verbose, indent="    ")
         lines += [f"  {backend}: {NO_AUTOGRAD} (it computes the forward pass only): "
                   f"{counted(len(ids), 'gradient/training config')}, {', '.join(ids)}"
                   for backend, ids in forward_only.items()]
