@@ -44,10 +44,18 @@ class CellBudgetExceeded(BaseException):
 def parse_budget(text: str | float | None, *, where: str = "--cell-budget") -> float:
     """A positive, finite number of seconds; None or "" gives $HARNESS_CELL_BUDGET_S, else 600 s."""
     if text is None or text == "":
-        text = os.environ.get(BUDGET_ENV, "")
-        where = BUDGET_ENV
-        if not text:
-            return DEFAULT_CELL_BUDGET_S
+        return seconds_from_env(BUDGET_ENV, DEFAULT_CELL_BUDGET_S)
+    return positive_seconds(text, where=where)
+
+
+def seconds_from_env(variable: str, default: float) -> float:
+    """The positive number of seconds $variable holds, or default when it is unset or empty."""
+    text = os.environ.get(variable, "")
+    return positive_seconds(text, where=variable) if text else default
+
+
+def positive_seconds(text: str | float, *, where: str) -> float:
+    """text as a positive, finite number of seconds; ConfigError naming `where` otherwise."""
     try:
         seconds = float(text)
     except ValueError:

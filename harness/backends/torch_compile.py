@@ -33,7 +33,7 @@ import numpy as np
 
 from harness.backends.base import Availability
 from harness.backends.bounded import Bounds, run_bounded
-from harness.backends.deadline import remaining
+from harness.backends.deadline import remaining, seconds_from_env
 from harness.errors import ConfigError
 from harness.model.config import RnnConfig
 from harness.model.hashing import arrays_sha256
@@ -103,16 +103,7 @@ def _op_name(op: str) -> str:
 
 def budget_seconds() -> float:
     """The worker's budget: HARNESS_COMPILE_BUDGET_S when set (a positive number), else 300 s."""
-    text = os.environ.get(BUDGET_ENV, "")
-    if not text:
-        return DEFAULT_BUDGET_S
-    try:
-        budget = float(text)
-    except ValueError:
-        budget = float("nan")
-    if not budget > 0 or budget == float("inf"):
-        raise ConfigError(f"{BUDGET_ENV} must be a positive number of seconds, got {text!r}")
-    return budget
+    return seconds_from_env(BUDGET_ENV, DEFAULT_BUDGET_S)
 
 
 def _allow_rnn() -> bool:
