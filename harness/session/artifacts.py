@@ -27,7 +27,7 @@ from harness.judging.results import ArtifactCheck
 from harness.judging.sensitivity import disagreeing_outputs, disagreement_reason
 from harness.model.hashing import arrays_sha256
 from harness.model.inputs import probe_inputs
-from harness.session.stored_runs import run_in_worker
+from harness.session.stored_runs import run_stored
 from harness.store.artifacts import ArtifactEntry, artifact_entry
 from harness.store.cache import ExportCache
 from harness.store.gates import verify_artifact
@@ -139,7 +139,8 @@ def check_artifact(store: GoldenStore, golden: Golden, backend: ArtifactBackend,
     probe = probe_inputs(golden.config, inputs)
     names = list(fresh_outputs)
     try:
-        replayed, probed = _run_stored(backend, stored, names, inputs, probe, bounded=verified.facts.bounded)
+        execution, probed = run_stored(backend, stored, names, inputs, bounded=verified.facts.bounded,
+                                       threads=_torch_threads(), probe=probe)
     except (TimeoutError, MemoryBoundExceeded) as error:  # a bound of its worker: the stored artifact's doing
         return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
                              summary=f"the stored artifact {first_line(error)} ({verified.facts.unbounded_reason})")
@@ -147,24 +148,13 @@ def check_artifact(store: GoldenStore, golden: Golden, backend: ArtifactBackend,
         return ArtifactCheck(cause=ArtifactCause.REPLAY_FAILED, structure_diff=diff,
                              summary=f"the stored artifact no longer runs here: {first_line(error)}")
     # Agreeing with a fresh export on the golden's input but not on a second one: it computes the golden only.
+    replayed = execution.first
     if not disagreeing_outputs(replayed, fresh_outputs):
-        differing = disagreeing_outputs(probed, run_artifact(backend, fresh, names, probe))
+        differing = disagreeing_outputs(probed or {}, run_artifact(backend, fresh, names, probe))
         if differing:
             return ArtifactCheck(cause=ArtifactCause.FORGED, structure_diff=diff,
                                  summary=disagreement_reason(differing))
     return attribute_artifact(golden, backend.name, fresh_outputs, replayed, same_bytes=False, diff=diff)
-
-
-def _run_stored(backend: ArtifactBackend, artifact: Artifact, names: list[str], inputs: Outputs, probe: Outputs, *,
-                bounded: bool) -> tuple[Outputs, Outputs]:
-    """The stored artifact's outputs on the golden's inputs and on the probe: here when its gate proved it
-    bounded, else in a bounded worker."""
-    if not bounded:
-        runs = run_in_worker(backend, artifact, names, inputs, threads=_torch_threads(), probe=probe)
-        return runs.first, runs.probed or {}
-    with captured_upstream_messages():
-        model = backend.load(artifact, names)
-        return model.run(inputs), model.run(probe)
 
 
 def _torch_threads() -> int:

@@ -7,13 +7,13 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.backends.base import Backend, NoAutogradError, PreparedModel, autograd_problem, check_verb
-from harness.backends.capture import captured_upstream_messages, first_line, full_message
+from harness.backends.capture import first_line, full_message
 from harness.judging.compare import FLOAT64_EAGER, compare_outputs
 from harness.judging.judge import CaseFacts, Execution, judge_cell
 from harness.judging.limitations import failed_again, limitation, recorded_failure
@@ -23,6 +23,7 @@ from harness.model.environment import Environment, current_environment, torch_bu
 from harness.model.tensors import to_numpy
 from harness.model.tolerance import Tolerance
 from harness.session.artifacts import artifact_backend, check_artifact, obtain
+from harness.session.stored_runs import timed_execution
 from harness.store.cache import ExportCache
 from harness.store.golden import Golden, GoldenStore
 from harness.verdicts import ArtifactCause, Verdict
@@ -125,20 +126,6 @@ def for_the_check(model: PreparedModel, case: Case) -> PreparedModel:
         raise NoAutogradError(f"{type(model).__name__} is not a torch module: no autograd to "
                               f"{check_verb(case.config.check)}")
     return model
-
-
-def timed_execution(prepare: Callable[[], PreparedModel], inputs: dict[str, np.ndarray]) -> Execution:
-    """Prepare a model and run it twice on the inputs, timed; upstream warnings become notes (a run and a
-    replay of a stored artifact alike)."""
-    with captured_upstream_messages() as upstream:
-        prepare_started = time.perf_counter()
-        model = prepare()
-        run_started = time.perf_counter()
-        first = model.run(inputs)
-        run_seconds = time.perf_counter() - run_started
-        second = model.run(inputs)
-    return Execution(first=first, second=second, notes=tuple(upstream),
-                     prepare_seconds=run_started - prepare_started, run_seconds=run_seconds)
 
 
 def baked_shape(case: Case, backend: Backend, golden: Golden, tolerance: Tolerance, *, observed: str,

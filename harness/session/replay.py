@@ -15,15 +15,13 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from harness.backends import DEFAULT_BACKENDS, expand_backend_names, get_backend
-from harness.backends.base import Artifact, ArtifactBackend, Backend, PreparedModel
+from harness.backends.base import Artifact, ArtifactBackend, Backend
 from harness.backends.bounded import MemoryBoundExceeded
-from harness.backends.capture import captured_upstream_messages, first_line
+from harness.backends.capture import first_line
 from harness.backends.deadline import CellBudgetExceeded, cell_budget
 from harness.errors import BackendUnavailableError
-from harness.judging.judge import CaseFacts, Execution, judge_cell
+from harness.judging.judge import CaseFacts, judge_cell
 from harness.judging.results import CellResult, RunReport
 from harness.judging.sensitivity import insensitive_outputs, insensitive_reason
 from harness.model.config import RnnConfig
@@ -31,8 +29,7 @@ from harness.model.environment import current_environment, environment_label
 from harness.model.hashing import arrays_sha256
 from harness.model.inputs import build_inputs, probe_inputs
 from harness.session.artifacts import attribute_artifact
-from harness.session.execution import timed_execution
-from harness.session.stored_runs import run_in_worker
+from harness.session.stored_runs import run_stored
 from harness.store.golden import Golden
 from harness.verdicts import Verdict
 
@@ -123,9 +120,11 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     # Probed once per file: whether a model ignores its input is the model's, whichever runtime runs it.
     probe = None if config.model or entry.sha256 in probed_files else probe_inputs(config, inputs)
     try:
-        with cell_budget(session.settings.cell_budget):
-            execution, probed = stored_execution(session, backend, artifact, list(golden.tensors), inputs,
-                                                 bounded=stored.facts.bounded, probe=probe)
+        pinned = session.pinned() if "torch" in backend.loader_packages else nullcontext()
+        with cell_budget(session.settings.cell_budget), pinned:
+            execution, probed = run_stored(backend, artifact, list(golden.tensors), inputs,
+                                           bounded=stored.facts.bounded, threads=session.settings.threads,
+                                           probe=probe)
     except CellBudgetExceeded as error:
         return cell(verdict=Verdict.ERROR, reason=str(error))
     except (TimeoutError, MemoryBoundExceeded) as error:
@@ -145,29 +144,6 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
         return dataclasses.replace(judged, verdict=Verdict.ERROR, reason=insensitive_reason(still),
                                    artifact_check=check)
     return dataclasses.replace(judged, artifact_check=check)
-
-
-def stored_execution(session: Session, backend: ArtifactBackend, artifact: Artifact, output_names: list[str],
-                     inputs: dict[str, np.ndarray], *, bounded: bool, probe: dict[str, np.ndarray] | None = None,
-                     ) -> tuple[Execution, dict[str, np.ndarray] | None]:
-    """A stored artifact loaded and run twice (and once on `probe`, whose outputs come second): here when its
-    gate proved it bounded, else in a bounded worker (harness.session.stored_runs) that the cell's time left
-    and a memory bound limit."""
-    if not bounded:
-        runs = run_in_worker(backend, artifact, output_names, inputs, threads=session.settings.threads, probe=probe)
-        return Execution(first=runs.first, second=runs.second, notes=runs.notes,
-                         prepare_seconds=runs.prepare_seconds, run_seconds=runs.run_seconds), runs.probed
-    loaded: list[PreparedModel] = []
-
-    def prepare() -> PreparedModel:
-        loaded.append(backend.load(artifact, output_names))
-        return loaded[0]
-
-    with session.pinned() if "torch" in backend.loader_packages else nullcontext():
-        execution = timed_execution(prepare, inputs)
-        with captured_upstream_messages():
-            probed = loaded[0].run(probe) if probe is not None else None
-    return execution, probed
 
 
 def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backend: ArtifactBackend) -> CellResult:
