@@ -12,6 +12,8 @@ from harness.model.config import RnnConfig
 from harness.model.environment import package_version
 
 if TYPE_CHECKING:  # torch is imported when a model is made or loaded: naming the backend needs none
+    import torch
+
     from harness.backends.eager import TorchModel
     from harness.model.case import Case
 
@@ -60,12 +62,14 @@ class TorchScriptBackend:
         from harness.model.tensors import to_torch
 
         wrapper = flat_module_for(case)
-        if self.mode == "script":
-            try:
-                compiled = torch.jit.script(wrapper)
-            except Exception:
-                _forget_uncompiled_types()
-                raise
+        if self.mode == "script" and case.needs_flattening:
+            # The user's model is scripted as it is (tuple arguments and all); the flattening around it takes
+            # *args, which TorchScript cannot script, so it is traced: tracing keeps the scripted code.
+            examples = tuple(to_torch(array) for array in case.examples.values())
+            compiled = torch.jit.trace(  # type: ignore[no-untyped-call]
+                flat_module_for(case, _scripted(case.module)), examples)
+        elif self.mode == "script":
+            compiled = _scripted(wrapper)
         else:
             examples = tuple(to_torch(array) for array in case.examples.values())
             compiled = torch.jit.trace(wrapper, examples)  # type: ignore[no-untyped-call]
@@ -80,7 +84,17 @@ class TorchScriptBackend:
         from harness.backends.eager import TorchModel
 
         module = torch.jit.load(io.BytesIO(artifact.data), map_location="cpu")  # type: ignore[no-untyped-call]
-        return TorchModel(module.eval(), "cpu", tuple(output_names))
+        return TorchModel(module.eval(), "cpu", tuple(output_names), warm_up=True)
+
+
+def _scripted(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    import torch
+
+    try:
+        return torch.jit.script(module)
+    except Exception:
+        _forget_uncompiled_types()
+        raise
 
 
 def _forget_uncompiled_types() -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from harness.model.case import Case
+from harness.model.case import Case, flatten_returned, regroup
 
 
 class Stateless(torch.nn.Module):
@@ -95,12 +95,31 @@ def flat_module(rnn: torch.nn.Module, *, lstm: bool, with_state: bool) -> torch.
     return wrapper.eval()
 
 
-def flat_module_for(case: Case) -> torch.nn.Module:
-    """The module every torch backend and exporter takes for a case: a user's model as it is (it already
-    takes the inputs in order), a bare RNN through the wrapper for its cell, state and packing."""
+class Flattened(torch.nn.Module):
+    """A user's model that takes a tuple argument (an ``(h, c)`` state) or returns nested tuples, called with
+    the flat inputs in order and returning its outputs flattened: what every exporter and the golden see.
+    The user's module stays as it is inside (FLATTENED_MODULE), so its parameters keep their names below it."""
+
+    def __init__(self, model: torch.nn.Module, groups: tuple[int, ...]) -> None:
+        super().__init__()
+        self.harness_user_model = model
+        self.groups = groups
+
+    def forward(self, *flat: Tensor) -> tuple[Tensor, ...]:
+        return tuple(flatten_returned(self.harness_user_model(*regroup(flat, self.groups))))
+
+
+FLATTENED_MODULE = "harness_user_model"  # the attribute Flattened keeps a user's model under
+
+
+def flat_module_for(case: Case, model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The module every torch backend and exporter takes for a case: a user's model as it is when it takes
+    the inputs in order and returns a tensor or a flat tuple, else through Flattened; a bare RNN through the
+    wrapper for its cell, state and packing. model: what to wrap instead of case.module (a scripted copy)."""
     config = case.config
     if config.model:
-        return case.module
+        module = case.module if model is None else model
+        return Flattened(module, case.argument_groups).eval() if case.needs_flattening else module
     if config.lengths:
         ordered = list(config.lengths) == sorted(config.lengths, reverse=True)
         packed = LstmPacked(case.module, ordered) if config.cell == "lstm" else Packed(case.module, ordered)

@@ -8,7 +8,9 @@ keyed on the seed, never from torch's global RNG (harness.model.inputs, which ne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,17 @@ class Case:
     inputs_sha256: str
     parameters_sha256: dict[str, str] = field(default_factory=dict)  # state_dict name -> that tensor's sha256
     export_inputs: dict[str, np.ndarray] | None = None  # the examples to export at, when not the inputs
-    model_output_names: tuple[str, ...] = ()  # a user's model: what its forward returns
+    model_output_names: tuple[str, ...] = ()  # a user's model: what its forward returns, flattened
+    # A user's model whose forward takes a tuple (an (h, c) state): how the flat inputs group into its arguments
+    # (harness.model.user_data.UserInputs.groups); empty when each input is one argument.
+    argument_groups: tuple[int, ...] = ()
+    nested_outputs: bool = False  # a user's model returns nested tuples: flattened in order
+    targets: dict[str, np.ndarray] = field(default_factory=dict)  # the loss's targets (suite key `targets`)
+
+    @property
+    def needs_flattening(self) -> bool:
+        """Whether the torch backends take the model through harness.backends.wrappers.Flattened."""
+        return bool(self.argument_groups) or self.nested_outputs
 
     @property
     def input_names(self) -> list[str]:
@@ -51,7 +63,40 @@ class Case:
     @property
     def output_names(self) -> list[str]:
         """The names of what the config's check computes (the golden's tensors)."""
-        return check_output_names(self.config, self.forward_names, self.input_names, parameter_names(self.module))
+        inputs = self.input_names
+        if self.config.inputs:  # a user's inputs: token ids and other integers take no gradient
+            inputs = [name for name, array in self.inputs.items() if is_floating(array)]
+        return check_output_names(self.config, self.forward_names, inputs, parameter_names(self.module))
+
+
+def is_floating(array: np.ndarray) -> bool:
+    return array.dtype.kind == "f" or array.dtype.name == "bfloat16"
+
+
+def regroup(flat: Sequence[Any], groups: Sequence[int]) -> list[Any]:
+    """forward's arguments from the flat inputs: an array as it is (0), or a tuple of the next n (n)."""
+    if not groups:
+        return list(flat)
+    arguments: list[Any] = []
+    start = 0
+    for size in groups:
+        arguments.append(flat[start] if size == 0 else tuple(flat[start:start + size]))
+        start += size or 1
+    return arguments
+
+
+def flatten_returned(returned: Any) -> list[Any]:
+    """What forward returned, nested tuples and lists flattened in order (a tensor alone is one output)."""
+    if isinstance(returned, (tuple, list)):
+        return [leaf for item in returned for leaf in flatten_returned(item)]
+    return [returned]
+
+
+def flat_names(returned: Any, prefix: str = "output") -> list[str]:
+    """output for a single tensor; output_0, output_1_0, output_1_1 ... for nested tuples, in order."""
+    if not isinstance(returned, (tuple, list)):
+        return [prefix]
+    return [name for index, item in enumerate(returned) for name in flat_names(item, f"{prefix}_{index}")]
 
 
 def parameter_names(module: torch.nn.Module) -> list[str]:
@@ -134,7 +179,20 @@ class BareLstm(torch.nn.Module):
 
 def build_case(config: RnnConfig) -> Case:
     module = build_module(config)
-    inputs = build_inputs(config)
+    groups: tuple[int, ...] = ()
+    targets: dict[str, np.ndarray] = {}
+    if config.inputs:
+        from harness.model.user_data import user_inputs, user_targets
+
+        given = user_inputs(config)
+        inputs, groups, targets = given.arrays, given.groups if given.nested else (), user_targets(config)
+    else:
+        inputs = build_inputs(config)
+    if config.targets and not targets:
+        from harness.model.user_data import user_targets
+
+        targets = user_targets(config)
+    names, nested = model_output_names(config, module, inputs, groups) if config.model else ((), False)
     return Case(
         config=config,
         module=module,
@@ -142,37 +200,44 @@ def build_case(config: RnnConfig) -> Case:
         export_inputs=build_inputs(config, shape=config.export_shape) if config.reshaped_at_export else None,
         weights_sha256=weights_sha256(module),
         parameters_sha256=parameters_sha256(module),
-        inputs_sha256=arrays_sha256(inputs),
-        model_output_names=model_output_names(config, module, inputs) if config.model else (),
+        # The targets are data the loss reads: a change to them is a change of inputs.
+        inputs_sha256=arrays_sha256({**inputs, **{f"target.{name}": array for name, array in targets.items()}}),
+        model_output_names=names,
+        argument_groups=groups,
+        nested_outputs=nested,
+        targets=targets,
     )
 
 
-def model_output_names(config: RnnConfig, module: torch.nn.Module, inputs: dict[str, np.ndarray]) -> tuple[str, ...]:
-    """A user's model's output names: its ``output_names`` attribute, else "output" for one tensor and
-    "output_0".. for a tuple (found by one eager call). ConfigError when forward fails or returns other types."""
+def model_output_names(config: RnnConfig, module: torch.nn.Module, inputs: dict[str, np.ndarray],
+                       groups: Sequence[int] = ()) -> tuple[tuple[str, ...], bool]:
+    """A user's model's output names, and whether it returns nested tuples: its ``output_names`` attribute
+    (naming the flattened outputs), else "output" for one tensor and "output_0", "output_1_0".. for (nested)
+    tuples, found by one eager call. ConfigError when forward fails or returns other types."""
     from harness.model.tensors import to_torch
 
     declared = getattr(module, "output_names", None)
     try:
         with torch.no_grad():
-            returned = module(*(to_torch(array) for array in inputs.values()))
+            returned = module(*regroup([to_torch(array) for array in inputs.values()], groups))
     except Exception as error:  # the user's code
         raise ConfigError(f"model {config.model!r}: its forward failed on {config.id}'s inputs "
                           f"{[tuple(array.shape) for array in inputs.values()]}: "
                           f"{type(error).__name__}: {one_line(str(error), 300)}") from None
-    outputs = returned if isinstance(returned, (tuple, list)) else (returned,)
+    outputs = flatten_returned(returned)
+    nested = isinstance(returned, (tuple, list)) and any(isinstance(item, (tuple, list)) for item in returned)
     if not outputs or not all(isinstance(output, torch.Tensor) for output in outputs):
         inside = ", ".join(sorted({type(output).__name__ for output in outputs})) if isinstance(
             returned, (tuple, list)) else ""
-        raise ConfigError(f"model {config.model!r}: forward must return a tensor or a flat tuple of tensors, "
+        raise ConfigError(f"model {config.model!r}: forward must return a tensor or (nested) tuples of tensors, "
                           f"got {type(returned).__name__}" + (f" holding {inside}" if inside else ""))
     if declared is not None:
         names = tuple(declared)
         if len(names) != len(outputs) or not all(isinstance(name, str) and NAME.fullmatch(name) for name in names):
             raise ConfigError(f"model {config.model!r}: output_names {names!r} must name each of its "
                               f"{len(outputs)} output(s) with letters, digits, '_', '.' or '-'")
-        return names
-    return ("output",) if len(outputs) == 1 else tuple(f"output_{index}" for index in range(len(outputs)))
+        return names, nested
+    return tuple(flat_names(returned)), nested
 
 
 def weights_sha256(module: torch.nn.Module) -> str:

@@ -17,9 +17,11 @@ DType = Literal["float32", "float64", "float16", "bfloat16"]
 InitialState = Literal["zeros", "random"]
 InputKind = Literal["hello", "random", "gaussian"]
 Check = Literal["forward", "grad", "train"]
+Optimizer = Literal["sgd", "adam"]
 
 CELLS: tuple[str, ...] = get_args(Cell)
 CHECKS: tuple[str, ...] = get_args(Check)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 DTYPES: tuple[str, ...] = get_args(DType)
 HELLO_SEQ_LEN = 3
 HELLO_BATCH = 5
@@ -59,8 +61,13 @@ class RnnConfig:
     export_batch: int = 0  # ... and this batch (0: the config's own), then run at the config's shape
     model: str = ""  # "package.module:factory": a user's model instead of the bare torch.nn RNN
     check: Check = "forward"
-    train_steps: int = 0  # check "train": SGD steps on the hello next-character task
+    train_steps: int = 0  # check "train": SGD steps on the hello next-character task (or on the user's loss)
     learning_rate: float = 0.1
+    # A user's model's own data and objective, each "package.module:function" (harness.model.user_data):
+    inputs: str = ""  # function(config, rng) -> ordered named NumPy arrays (a tuple of arrays: one tuple argument)
+    targets: str = ""  # function(config, rng) -> the named targets of the loss
+    loss: str = ""  # function(outputs, targets) -> a scalar tensor: what grad differentiates and train minimises
+    optimizer: Optimizer = "sgd"  # check "train" with a loss: plain SGD or Adam, at learning_rate
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -93,7 +100,9 @@ class RnnConfig:
             parts.append(_DTYPE_ID[self.dtype])
         if self.initial_state == "random":
             parts.append("h0rand")
-        if self.input != "hello":
+        if self.inputs:  # the user's function draws them: its name, and the shape it is asked for
+            parts.append(f"{_function_id(self.inputs)}-t{self.seq_len}b{self.batch}")
+        elif self.input != "hello":
             parts.append(("gauss-" if self.input == "gaussian" else "") + f"t{self.seq_len}b{self.batch}")
         if self.lengths:
             parts.append("len" + "_".join(map(str, self.lengths)))
@@ -103,7 +112,9 @@ class RnnConfig:
             parts.append("grad")
         elif self.check == "train":
             rate = "" if self.learning_rate == _DEFAULTS["learning_rate"] else f"lr{self.learning_rate:g}"
-            parts.append(f"train{self.train_steps}{rate}")
+            parts.append(f"train{self.train_steps}{rate}" + ("-adam" if self.optimizer == "adam" else ""))
+        if self.loss and self.check != "forward":
+            parts.append(_function_id(self.loss))
         parts.append(f"s{self.seed}")  # last: `-k rnn-h8-s0` selects that config, not its gradient's too
         return "-".join(parts)
 
@@ -178,8 +189,11 @@ _FIELD_TYPES: dict[str, type] = {
     "batch_first": bool, "bias": bool, "dropout": float, "proj_size": int, "dtype": str, "seed": int,
     "initial_state": str, "input": str, "seq_len": int, "batch": int, "lengths": list, "export_seq_len": int,
     "export_batch": int, "model": str, "check": str, "train_steps": int, "learning_rate": float,
+    "inputs": str, "targets": str, "loss": str, "optimizer": str,
 }
-_LATER_FIELDS = ("lengths", "export_seq_len", "export_batch", "model", "check", "train_steps", "learning_rate")
+_LATER_FIELDS = ("lengths", "export_seq_len", "export_batch", "model", "check", "train_steps", "learning_rate",
+                 "inputs", "targets", "loss", "optimizer")
+USER_FUNCTIONS = ("inputs", "targets", "loss")  # the suite keys that name a user's function
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(RnnConfig)}
 MAX_LENGTHS = 65536
 MAX_TRAIN_STEPS = 100_000
@@ -190,6 +204,11 @@ def _model_id(reference: str) -> str:
     """The id part of a model reference: its factory's module and name ("hello_char_model.build")."""
     module, _, factory = reference.partition(":")
     return f"{module.rpartition('.')[2]}.{factory}".replace("_", "-")
+
+
+def _function_id(reference: str) -> str:
+    """The id part of a user's function reference: the function's name ("tokens", "mse")."""
+    return reference.rpartition(":")[2].replace("_", "-")
 
 
 def _has_type(value: Any, expected: type) -> bool:
@@ -210,7 +229,7 @@ def _fits_a_float(value: int | float) -> bool:
 def _first_problem(config: RnnConfig) -> str | None:
     """The first reason the config cannot be built, or None."""
     choices = {"cell": CELLS, "dtype": DTYPES, "initial_state": get_args(InitialState),
-               "input": get_args(InputKind), "check": CHECKS}
+               "input": get_args(InputKind), "check": CHECKS, "optimizer": OPTIMIZERS}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             return f"{name} must be one of {', '.join(allowed)}, got {_short_number(getattr(config, name))}"
@@ -233,7 +252,7 @@ def _first_problem(config: RnnConfig) -> str | None:
         return f"proj_size is an LSTM feature, not available for cell {config.cell!r}"
     if config.proj_size and not 0 < config.proj_size < config.hidden_size:
         return f"proj_size must be in [1, hidden_size={config.hidden_size}), got {config.proj_size}"
-    if config.input == "hello":
+    if config.input == "hello" and not config.inputs:
         if config.input_size != VOCABULARY_SIZE:
             return f"input 'hello' is one-hot over h/e/l/o: input_size must be 4, got {config.input_size}"
         if (config.seq_len, config.batch) != (HELLO_SEQ_LEN, HELLO_BATCH):
@@ -259,15 +278,40 @@ def _later_problem(config: RnnConfig) -> str | None:
         return "export_seq_len / export_batch and lengths together are not supported: use one per case"
     if config.model and not MODEL_REFERENCE.fullmatch(config.model):
         return f"model must be 'package.module:factory', got {_short_number(config.model)}"
+    problem = _user_function_problem(config)
+    if problem:
+        return problem
     if config.check == "train":
         if not 1 <= config.train_steps <= MAX_TRAIN_STEPS:
             return f"check 'train' needs train_steps in 1..{MAX_TRAIN_STEPS}, got {_short_number(config.train_steps)}"
         if not 0.0 < config.learning_rate <= 100.0:
             return f"learning_rate must be in (0, 100], got {config.learning_rate}"
-        if config.input != "hello" or config.lengths or config.reshaped_at_export:
-            return "check 'train' learns the hello next-character task: input 'hello', no lengths or export shape"
-    elif config.train_steps or config.learning_rate != _DEFAULTS["learning_rate"]:
-        return "train_steps and learning_rate belong to check 'train'"
+        if not config.loss and (config.input != "hello" or config.lengths or config.reshaped_at_export):
+            return ("check 'train' without a loss learns the hello next-character task: input 'hello', no lengths "
+                    "or export shape (give `loss` and `targets` to train on your own data)")
+    elif config.train_steps or config.learning_rate != _DEFAULTS["learning_rate"] or config.optimizer != "sgd":
+        return "train_steps, learning_rate and optimizer belong to check 'train'"
+    return None
+
+
+def _user_function_problem(config: RnnConfig) -> str | None:
+    """Problems with `inputs`, `targets` and `loss`: references to a user's functions, for a user's model."""
+    for name in USER_FUNCTIONS:
+        reference = getattr(config, name)
+        if reference and not MODEL_REFERENCE.fullmatch(reference):
+            return f"{name} must be 'package.module:function', got {_short_number(reference)}"
+        if reference and not config.model:
+            return f"{name} belongs to a user's model: give `model` too (built-in RNNs take the built-in inputs)"
+    if config.inputs:
+        if config.input != "hello" or config.lengths or config.initial_state != "zeros":
+            return ("inputs names your function: leave input, lengths and initial_state unset (it returns every "
+                    "argument of forward, states included)")
+        if config.reshaped_at_export:
+            return "export_seq_len / export_batch need the built-in inputs: not supported with `inputs`"
+    if (config.targets or config.loss) and config.check == "forward":
+        return "targets and loss belong to checks 'grad' and 'train'"
+    if config.targets and not config.loss:
+        return "targets are what a loss compares with: give `loss` too"
     return None
 
 

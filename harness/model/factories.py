@@ -31,9 +31,9 @@ def add_model_directory(directory: Path) -> None:
         os.environ[MODEL_PATH_VARIABLE] = os.pathsep.join([*known, resolved])
 
 
-def load_factory(reference: str) -> Callable[..., Any]:
-    """The callable a "package.module:factory" reference names; ConfigError (one line) when it cannot be
-    imported or is not callable."""
+def load_factory(reference: str, what: str = "model") -> Callable[..., Any]:
+    """The callable a "package.module:factory" reference names; ConfigError (one line, naming the suite key
+    `what`) when it cannot be imported or is not callable."""
     module_name, _, attribute = reference.partition(":")
     for entry in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep):
         if entry and entry not in sys.path:
@@ -41,9 +41,9 @@ def load_factory(reference: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # the user's module: any failure to import it is the user's to fix
-        raise ConfigError(f"model {reference!r}: cannot import {module_name}: "
+        raise ConfigError(f"{what} {reference!r}: cannot import {module_name}: "
                           f"{type(error).__name__}: {one_line(str(error), 300)}") from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
-        raise ConfigError(f"model {reference!r}: {module_name} has no callable {attribute!r}")
+        raise ConfigError(f"{what} {reference!r}: {module_name} has no callable {attribute!r}")
     return factory  # type: ignore[no-any-return]

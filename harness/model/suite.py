@@ -129,7 +129,8 @@ def parse_suite(document: dict[str, Any], *, source: str, require_reference: boo
 
 def per_check(fields: dict[str, Any]) -> list[dict[str, Any]]:
     """A case's fields, once per entry of its `checks` list (["forward"] when it has none): each check is a
-    config of its own, with its own id and golden. train_steps and learning_rate stay with "train"."""
+    config of its own, with its own id and golden. train_steps, learning_rate and optimizer stay with "train";
+    targets and loss with "grad" and "train"."""
     if "checks" not in fields:
         return [fields]
     checks = fields["checks"]
@@ -140,9 +141,13 @@ def per_check(fields: dict[str, Any]) -> list[dict[str, Any]]:
     if "check" in fields:
         raise ConfigError("give either check or checks, not both")
     common = {key: value for key, value in fields.items() if key != "checks"}
-    training = ("train_steps", "learning_rate")
-    return [{**{key: value for key, value in common.items() if check == "train" or key not in training},
+    return [{**{key: value for key, value in common.items() if key not in _BELONGS_TO or check in _BELONGS_TO[key]},
              "check": check} for check in checks]
+
+
+# The keys that only some checks take: a case's `checks` list gives each check only its own.
+_BELONGS_TO = {"train_steps": ("train",), "learning_rate": ("train",), "optimizer": ("train",),
+               "targets": ("grad", "train"), "loss": ("grad", "train")}
 
 
 def _check_header(header: Any, source: str) -> None:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from harness.errors import GoldenError, HarnessError
 from harness.model.environment import package_version
 from harness.model.hashing import arrays_sha256
-from harness.model.inputs import build_inputs
 from harness.reports.bundle import Bundle, write_bundle
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ def bundle_for(session: Session, config_id: str, backend: str, out: Path) -> tup
         held = f"{backend}'s artifact is {entry.kind}" if entry else f"it stores no artifact of {backend}"
         raise HarnessError(f"{session.store.manifest_path(config.id)}: no ONNX model to bundle: {held} "
                            f"(ONNX artifacts here: {', '.join(onnx_backends) or 'none'})")
-    inputs = build_inputs(config)
+    inputs = golden.inputs()
     if arrays_sha256(inputs) != golden.inputs_sha256:
         raise HarnessError(f"{config.id}: the inputs rebuilt here differ from those the golden was recorded with")
     model = session.store.artifact_bytes(golden, backend)

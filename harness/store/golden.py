@@ -26,6 +26,7 @@ from harness.model.calibration import Calibration
 from harness.model.config import RnnConfig
 from harness.model.environment import Environment
 from harness.model.hashing import arrays_sha256
+from harness.model.inputs import build_inputs
 from harness.model.tolerance import Tolerance
 from harness.store.artifacts import ArtifactEntry, VerifiedArtifact, read_artifact, verified_artifact
 from harness.store.documents import read_json, read_json_document
@@ -51,6 +52,9 @@ SCHEMA_WITHOUT_PARAMETERS = "harness.golden/2"  # and /1 are still read; they na
 SCHEMA_FAMILY = "harness.golden/"
 MANIFEST_SCHEMA = ("harness.store.schemas", "golden.schema.json")
 BACKEND_SEPARATOR = "/"
+STORED_INPUTS = "inputs"  # '<inputs>/<name>' members: a user's inputs (suite key `inputs`), never a backend's name
+INPUT_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                "float32", "float64", "bfloat16")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +75,14 @@ class Golden:
     calibration: Calibration | None = None  # float16/bfloat16: the tolerance calibrated on the float64 oracle
     # state_dict name -> its sha256 (harness.model.case.parameters_sha256); empty for a golden before /3
     parameters_sha256: dict[str, str] = field(default_factory=dict)
+    # The inputs themselves, where the suite's own function drew them (a replay cannot call it); else empty:
+    # the config rebuilds them (harness.model.inputs).
+    stored_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The inputs the golden was computed from, without torch or the user's code: those it stores, else
+        the config's own rebuilt (check them against inputs_sha256 before trusting them)."""
+        return dict(self.stored_inputs) if self.config.inputs else build_inputs(self.config)
 
     def calibrated_tolerance(self) -> Tolerance | None:
         return self.calibration.tolerance() if self.calibration else None
@@ -80,6 +92,8 @@ class Golden:
         arrays = dict(self.tensors)
         for backend, tensors in self.backend_tensors.items():
             arrays.update({f"{backend}{BACKEND_SEPARATOR}{name}": array for name, array in tensors.items()})
+        prefix = f"{STORED_INPUTS}{BACKEND_SEPARATOR}"
+        arrays.update({f"{prefix}{name}": array for name, array in self.stored_inputs.items()})
         return arrays
 
     def manifest(self, tensors_file: str) -> dict[str, Any]:
@@ -94,6 +108,7 @@ class Golden:
             "weights_sha256": self.weights_sha256,
             **({"parameters_sha256": dict(self.parameters_sha256)} if self.parameters_sha256 else {}),
             "inputs_sha256": self.inputs_sha256,
+            **({"stored_inputs": tensor_entries(self.stored_inputs)} if self.stored_inputs else {}),
             "recorded_by": self.recorded_by,
             "recorded_at": self.recorded_at,
             "environment": self.environment.to_dict(),
@@ -140,10 +155,17 @@ class GoldenStore(GoldenDirectory):
         specs = _declared_specs(manifest_path, config, manifest["tensors"])
         fingerprints = manifest["backend_fingerprints"]
         tensors_path = confined_tensors_path(self.root, manifest_path, manifest["tensors_file"])
-        arrays = read_tensors(tensors_path, _spec_lookup(specs, fingerprints))
+        declared_inputs = manifest.get("stored_inputs", {})
+        input_specs = _stored_input_specs(manifest_path, config, declared_inputs)
+        arrays = read_tensors(tensors_path, _spec_lookup(specs, fingerprints, input_specs))
         tensors = {name: array for name, array in arrays.items() if BACKEND_SEPARATOR not in name}
         verify_tensors(tensors_path, tensors, manifest["tensors"], schema_version=_version(manifest["schema"]))
-        backend_tensors = _backend_tensors(tensors_path, arrays, fingerprints)
+        prefix = f"{STORED_INPUTS}{BACKEND_SEPARATOR}"
+        stored_inputs = {name.removeprefix(prefix): array for name, array in arrays.items() if name.startswith(prefix)}
+        if declared_inputs:
+            verify_tensors(tensors_path, stored_inputs, declared_inputs, schema_version=2)
+        backend_tensors = _backend_tensors(tensors_path, {name: array for name, array in arrays.items()
+                                                          if not name.startswith(prefix)}, fingerprints)
         return Golden(
             config=config,
             tensors=tensors,
@@ -158,6 +180,7 @@ class GoldenStore(GoldenDirectory):
             artifacts={backend: ArtifactEntry.from_dict(backend, entry, where=str(manifest_path))
                        for backend, entry in manifest.get("artifacts", {}).items()},
             calibration=_plausible_calibration(manifest_path, config, manifest.get("calibrated_tolerance")),
+            stored_inputs=stored_inputs,
         )
 
     def artifact_bytes(self, golden: Golden, backend: str) -> bytes:
@@ -271,12 +294,28 @@ def _declared_specs(path: Path, config: RnnConfig, declared: dict[str, Any]) -> 
     return {name: TensorSpec(shape=implied[name], dtype=config.dtype) for name in implied}
 
 
-def _spec_lookup(specs: dict[str, TensorSpec], fingerprints: dict[str, Any]) -> Callable[[str], TensorSpec | None]:
-    """Reference tensors as declared; '<backend>/<tensor>' only for a backend fingerprinted 'ok'."""
+def _stored_input_specs(path: Path, config: RnnConfig, declared: dict[str, Any]) -> dict[str, TensorSpec]:
+    """The manifest's stored inputs: only for a config whose inputs come from the user's function."""
+    if bool(declared) != bool(config.inputs):
+        held = "stores inputs" if declared else "stores no inputs"
+        raise GoldenError(f"{path}: {held}, but config {config.id} "
+                          f"{'draws no inputs of its own' if declared else 'draws its inputs from ' + config.inputs}")
+    for name, entry in declared.items():
+        if entry["dtype"] not in INPUT_DTYPES:
+            raise GoldenError(f"{path}: stored input {name!r} has dtype {entry['dtype']!r}: numbers only")
+    return {name: TensorSpec(shape=tuple(entry["shape"]), dtype=entry["dtype"]) for name, entry in declared.items()}
+
+
+def _spec_lookup(specs: dict[str, TensorSpec], fingerprints: dict[str, Any],
+                 input_specs: dict[str, TensorSpec]) -> Callable[[str], TensorSpec | None]:
+    """Reference tensors as declared; '<backend>/<tensor>' only for a backend fingerprinted 'ok'; 'inputs/<name>'
+    as the manifest's stored inputs declare them."""
     def spec_of(member: str) -> TensorSpec | None:
         backend, separator, name = member.rpartition(BACKEND_SEPARATOR)
         if not separator:
             return specs.get(member)
+        if backend == STORED_INPUTS:
+            return input_specs.get(name)
         known = fingerprints.get(backend, {}).get("status") == "ok"
         return specs.get(name) if known else None
 

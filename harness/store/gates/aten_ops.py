@@ -17,6 +17,9 @@ ATEN_OPS = frozenset({
     "rnn_tanh", "rnn_tanh_cell", "scatter_", "select", "sigmoid", "size", "slice", "softmax", "sort", "split",
     "sqrt", "squeeze", "stack", "sub", "sum", "tanh", "to", "transpose", "type_as", "unbind", "unsqueeze", "view",
     "warn", "where", "zeros", "zeros_like",
+    # LSTMCell / GRUCell stepped in Python (traced or exported), and the losses' pure math
+    "unsafe_chunk", "unsafe_split", "split_with_sizes", "unsafe_split_with_sizes", "t", "baddbmm", "mul_",
+    "sigmoid_", "tanh_", "squeeze_", "unsqueeze_", "copy_", "cumsum", "nll_loss", "mse_loss",
 })
 RECURRENT_ATEN_OPS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell",
                                  "rnn_relu_cell"})
