@@ -59,3 +59,20 @@ def matrix(session: nox.Session, torch: str, ort: str, numpy: str) -> None:
     """
     session.install(*BASE_CONSTRAINTS, TORCH[torch], ORT[ort], *NUMPY[numpy], "-e", ".")
     session.run("harness", "run", "--label", f"torch{torch}-ort{ort}-numpy{numpy}", *session.posargs)
+
+
+@nox.session(python="3.11")
+def atlas(session: nox.Session) -> None:
+    """The drift atlas across onnxruntime releases (docs/atlas.md): a cached torch-free venv per release under
+    .atlas/, a replay report per release, then `harness atlas`. Options after `--` go to tools/atlas.py:
+
+    nox -s atlas -- --releases 1.20.1,1.21.0 --suite S --golden-dir G --out DIR
+    """
+    session.run("python", "tools/atlas.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly (mkdocs.yml): a broken link or a page missing from the nav fails."""
+    session.install(*CONSTRAINTS, "-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", f"{session.create_tmp()}/site")
