@@ -68,15 +68,17 @@ def choice(*allowed: str) -> Callable[[str], str]:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option(name="suite", type=Path, metavar="FILE", commands=("list", *SELECTING, "prune", "bundle"), plugin=True,
+    Option(name="suite", type=Path, metavar="FILE", commands=("list", *SELECTING, "prune", "bundle", "explain"),
+           plugin=True,
            help="suite TOML file (default: the packaged default suite)"),
     Option(name="golden_dir", type=Path, metavar="DIR", plugin=True,
-           commands=("run", "record", "show", "prune", "replay", "bundle", "review"),
+           commands=("run", "record", "show", "prune", "replay", "bundle", "review", "probe", "explain"),
            help="golden directory (default: golden/ of this checkout when run from one, else ./golden; "
-                "in pytest: <rootdir>/golden or the ini option harness_golden_dir)"),
+                "in pytest: <rootdir>/golden or the ini option harness_golden_dir; probe reads only the "
+                "backends recorded as unable to take a user's model)"),
     Option(name="config", kind="append", metavar="ID", commands=SELECTING,
            help="only this config (repeatable; pytest selects with -k instead)"),
-    Option(name="backend", kind="append", metavar="NAME", commands=(*SELECTING, "bundle"), plugin=True,
+    Option(name="backend", kind="append", metavar="NAME", commands=(*SELECTING, "bundle", "explain"), plugin=True,
            help="only this backend or family (repeatable, or comma-separated); default: every CPU backend, "
                 "plus the CUDA ones where CUDA is present"),
     Option(name="all", kind="flag", commands=SELECTING, plugin=True, help="include cells tagged slow"),
@@ -89,7 +91,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="bitwise", kind="flag", commands=RUN, plugin=True, help="demand bitwise equality in every cell"),
     Option(name="equal_nan", kind="flag", commands=RUN, plugin=True,
            help="a NaN matches a NaN at the same index (default: every NaN is a mismatch)"),
-    Option(name="threads", type=int, default=1, metavar="N", commands=(*SELECTING, "env"), plugin=True,
+    Option(name="threads", type=int, default=1, metavar="N", commands=(*SELECTING, "env", "explain"), plugin=True,
            help="torch intra-op threads, pinned because they change bits (default: 1)"),
     Option(name="max_memory", metavar="SIZE", commands=("list", *SELECTING, "prune"), plugin=True,
            help="refuse a config whose estimated memory need is above SIZE (e.g. 4G, 512M; default: 4G)"),
@@ -107,8 +109,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(name="label", metavar="NAME", commands=RUN,
            help="name of this environment in merged reports (default: machine, torch and onnxruntime "
                 "versions, thread count, e.g. x86_64-torch2.13.0-ort1.32.0-t1)"),
-    Option(name="verbose", kind="flag", commands=RUN, short="-v",
-           help="every upstream finding and environment difference in full"),
+    Option(name="verbose", kind="flag", commands=(*RUN, "explain"), short="-v",
+           help="the whole report: the config x backend table, every failing cell's details, every unsupported "
+                "cell, upstream finding and environment difference in full"),
+    Option(name="table", kind="flag", commands=RUN,
+           help="also print the config x backend table (folded to the terminal's width; always in the HTML, "
+                "Markdown and JSON reports)"),
     Option(name="quiet", kind="flag", commands=RUN, help="no progress bar (there is none off a TTY anyway)"),
     Option(name="probes", kind="flag", commands=PROBING, help="also run the determinism probes (see `harness probe`)"),
     Option(name="repeats", type=int, default=5, metavar="N", commands=("probe", *PROBING),
@@ -117,19 +123,28 @@ OPTIONS: tuple[Option, ...] = (
            help="skip the probe that reruns everything in two new interpreters"),
     Option(name="strict_settings", kind="flag", commands=("probe", *PROBING),
            help="fail when a pinned setting (threads, ORT optimisation, deterministic mode) changes bits"),
+    Option(name="isa", kind="flag", commands=("probe",),
+           help="instead: CPU portability, each cell in fresh processes under ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA "
+                "and MKL_CBWR settings against a baseline; bits moved (ulps) and the golden's verdict under each "
+                "(docs/portability.md)"),
     # report files
-    Option(name="json", type=Path, metavar="PATH", commands=(*RUN, "probe", "merge"),
+    Option(name="json", type=Path, metavar="PATH", commands=(*RUN, "probe", "merge", "explain"),
            help="also write the report as JSON (validated against its schema)"),
     Option(name="junit", type=Path, metavar="PATH", commands=RUN, help="also write JUnit XML (one case per cell)"),
-    Option(name="markdown", type=Path, metavar="PATH", commands=(*RUN, "merge"),
+    Option(name="markdown", type=Path, metavar="PATH", commands=(*RUN, "merge", "atlas"),
            help="also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY when set)"),
-    Option(name="html", type=Path, metavar="PATH", commands=(*RUN, "merge"),
+    Option(name="html", type=Path, metavar="PATH", commands=(*RUN, "merge", "atlas", "explain"),
            help="also write a self-contained HTML report"),
+    Option(name="not_replayed", kind="append", metavar="RELEASE: WHY", commands=("atlas",),
+           help="a release that could not be installed or replayed, listed in the atlas (repeatable; "
+                "tools/atlas.py passes it)"),
     Option(name="list_backends", flag_name="backends", kind="flag", commands=("list",),
            help="list the backends instead: availability here, families, and known limitations over the suite"),
     Option(name="print_json", flag_name="json", kind="flag", commands=("show", "env"),
            help="print JSON instead of text"),
     # the golden life cycle
+    Option(name="stored", kind="flag", commands=("explain",),
+           help="localise the artifact stored beside the golden (as replay runs it) instead of a fresh export"),
     Option(name="force", kind="flag", commands=("record",),
            help="overwrite existing goldens (say so when the old one was corrupt) and print what changed"),
     Option(name="reference_only", kind="flag", commands=("record",), help="record no backend fingerprints"),

@@ -21,6 +21,7 @@ class Verdict(enum.Enum):
     NONDETERMINISTIC = "NONDETERMINISTIC"
     ERROR = "ERROR"
     MISSING = "MISSING"  # no golden to compare with: record one (exit 2, the table is still printed)
+    CORRUPT = "CORRUPT"  # its golden or stored artifact was refused: only its own cells (exit 2; re-record it)
     UNSUPPORTED = "unsupported"
     SLOW = "slow"  # left out of a default run; runs under --all
     UNAVAILABLE = "unavailable"  # the backend cannot run on this machine (e.g. no CUDA)
@@ -32,11 +33,17 @@ class Verdict(enum.Enum):
     @property
     def not_computed(self) -> bool:
         """Nothing was compared: the cell says why, not how far."""
-        return self in (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE, Verdict.ERROR, Verdict.MISSING)
+        return self in (Verdict.UNSUPPORTED, Verdict.SLOW, Verdict.UNAVAILABLE, Verdict.ERROR, Verdict.MISSING,
+                        Verdict.CORRUPT)
+
+    @property
+    def bad_input(self) -> bool:
+        """The golden itself is missing or refused: the run exits 2 (bad input), though every other cell is judged."""
+        return self in (Verdict.MISSING, Verdict.CORRUPT)
 
 
 _FAILING = frozenset({Verdict.DRIFT, Verdict.SHAPE, Verdict.INVARIANT, Verdict.NONDETERMINISTIC, Verdict.ERROR,
-                      Verdict.MISSING})
+                      Verdict.MISSING, Verdict.CORRUPT})
 
 
 class TensorStatus(enum.Enum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -56,16 +57,22 @@ def test_the_default_suites_artifacts_stay_small_enough_to_commit() -> None:
     assert total < 32 * 1024**2
 
 
-def test_an_edited_artifact_is_refused_with_one_line(cli: Callable[..., CliResult],
-                                                     golden_copy: Callable[..., Path]) -> None:
+def test_an_edited_artifact_is_refused_in_one_line_and_costs_only_its_own_cell(
+        cli: Callable[..., CliResult], golden_copy: Callable[..., Path]) -> None:
     golden_dir = golden_copy(GRU)
     artifact = golden_dir / "artifacts" / GoldenStore(golden_dir).load(GRU).artifacts["onnxruntime-legacy"].file
     artifact.write_bytes(artifact.read_bytes()[:-1] + b"\0")
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--quiet")
-    assert result.exit_code == 2
-    assert result.err.strip().splitlines() == [
-        f"harness: error: {artifact}: stored artifact of onnxruntime-legacy does not match the size and sha256 in its "
-        "manifest (edited or corrupt)"]
+    assert result.exit_code == 2 and result.err == "", result.out + result.err
+    record = f"harness record --golden-dir {golden_dir} --force --config {GRU}"
+    assert (f"    {artifact}: stored artifact of onnxruntime-legacy does not match the size and sha256 in its manifest "
+            f"(edited or corrupt); record it again: {record}") in result.out.splitlines()
+    # the backends that run that file are CORRUPT; the other artifacts are replayed and judged
+    assert f"[1] golden of {GRU} refused (corrupt): 2 cells (CORRUPT): {GRU} (onnxruntime-legacy, " \
+           "onnx-reference-legacy)" in result.out.splitlines()
+    summary = result.out.splitlines()[-1]
+    assert re.fullmatch(r"FAILED: 7 cells: (\d+ identical, )?(\d+ close, )?2 CORRUPT; .* exit 2", summary)
+    assert re.search(r"^onnxruntime-dynamo +\d+ +\d+ +0 +0 +0 ", result.out, re.MULTILINE)
 
 
 def test_a_manifest_naming_a_file_outside_the_store_is_refused(cli: Callable[..., CliResult],
@@ -76,11 +83,15 @@ def test_a_manifest_naming_a_file_outside_the_store_is_refused(cli: Callable[...
     document["artifacts"]["onnxruntime-legacy"]["file"] = document["artifacts"]["onnxruntime-dynamo"]["file"]
     manifest.write_text(json.dumps(document))
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--quiet")
-    assert result.exit_code == 2 and "is not this golden's" in result.err and "Traceback" not in result.err
+    assert result.exit_code == 2 and result.err == "", result.out + result.err  # its cell is CORRUPT, the rest run
+    refused = [line for line in result.out.splitlines() if "record it again:" in line]
+    assert len(refused) == 1 and "is not this golden's" in refused[0], result.out
+    assert " 1 CORRUPT; " in result.out.splitlines()[-1]
     document["artifacts"]["onnxruntime-legacy"]["file"] = "../evil.onnx"
     manifest.write_text(json.dumps(document))
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--quiet")
-    assert result.exit_code == 2 and "corrupt golden manifest" in result.err
+    assert result.exit_code == 2 and result.err == "", result.out + result.err  # the manifest: every cell
+    assert "corrupt golden manifest" in result.out and re.search(r"FAILED: (\d+) cells: \1 CORRUPT; ", result.out)
 
 
 def test_orphan_artifacts_are_leftovers_and_prune_removes_artifacts(
@@ -278,9 +289,9 @@ def test_a_damaged_artifact_entry_is_one_line_exit_2(cli: Callable[..., CliResul
     manifest.write_text(json.dumps(document))
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", GRU, "--backend", "onnxruntime-legacy",
                  "--quiet")
-    assert result.exit_code == 2, result.out
-    [line] = result.err.strip().splitlines()
-    assert line.startswith("harness: error: ") and expected in line
+    assert result.exit_code == 2 and result.err == "", result.out + result.err  # its cell is CORRUPT: the report
+    [line] = [line for line in result.out.splitlines() if "; record it again: harness record" in line]
+    assert expected in line and f"{GRU} x onnxruntime-legacy: CORRUPT" in result.out
 
 
 class _Doubling(torch.nn.Module):

@@ -42,13 +42,30 @@ def test_a_warm_run_loads_every_export_from_the_cache_with_the_same_findings(
     cold = _run(cli, golden_dir, tmp_path / "cold.json", "--cache-dir", str(cache))
     warm = _run(cli, golden_dir, tmp_path / "warm.json", "--cache-dir", str(cache))
     assert _sources(cold) == ["exported"] * 4 and _sources(warm) == ["cache"] * 4
-    assert f"export cache {cache}: 0 cells loaded from it, 4 exported now" in cold["out"]
-    assert f"export cache {cache}: 4 cells loaded from it, 0 exported now" in warm["out"]
+    assert f"export cache {cache}: 0 cells loaded from earlier runs, 4 exported now\n" in cold["out"]
+    assert f"export cache {cache}: 4 cells loaded from earlier runs, 0 exported now\n" in warm["out"]
     assert warm["report"]["cache_dir"] == str(cache)
     assert warm["report"]["upstream_findings"] == cold["report"]["upstream_findings"] != []
     for before, after in zip(cold["report"]["cells"], warm["report"]["cells"], strict=True):
         assert (after["verdict"], after["outputs_sha256"]) == (before["verdict"], before["outputs_sha256"])
     assert len(list(cache.glob("*/*.json"))) == 4
+
+
+def test_an_export_shared_within_one_run_is_not_said_to_be_loaded_from_the_cache(
+        cli: Callable[..., CliResult], golden_copy: Callable[..., Path], tmp_path: Path) -> None:
+    """onnx-reference-legacy runs the export onnxruntime-legacy made a moment before: a hit, but not an earlier
+    run's; in a second run (the same process, as the pytest plugin's) both were made earlier."""
+    golden_dir, cache = golden_copy(CONFIGS[0]), tmp_path / "cache"
+    run = ("run", "--golden-dir", str(golden_dir), "--config", CONFIGS[0], "--backend",
+           "onnxruntime-legacy,onnx-reference-legacy", "--cache-dir", str(cache))
+    cold = cli(*run, "--json", str(tmp_path / "cold.json"))
+    assert cold.exit_code == 0, cold.out + cold.err
+    assert f"export cache {cache}: 0 cells loaded from earlier runs, 1 exported now, 1 sharing an export made in " \
+           "this run" in cold.out.splitlines()
+    assert _sources({"report": json.loads((tmp_path / "cold.json").read_text())}) == [
+        "exported", "cache (exported earlier in this run)"]
+    warm = cli(*run)
+    assert f"export cache {cache}: 2 cells loaded from earlier runs, 0 exported now" in warm.out.splitlines()
 
 
 def test_a_corrupt_entry_is_discarded_rebuilt_and_reported(
@@ -76,7 +93,7 @@ def test_no_cache_neither_reads_nor_writes_it(cli: Callable[..., CliResult], gol
     golden_dir, cache = golden_copy(*CONFIGS), tmp_path / "cache"
     document = _run(cli, golden_dir, tmp_path / "off.json", "--cache-dir", str(cache), "--no-cache")
     assert _sources(document) == ["exported"] * 4
-    assert "export cache off (--no-cache): 0 cells loaded from it, 4 exported now" in document["out"]
+    assert "export cache off (--no-cache): 0 cells loaded from earlier runs, 4 exported now" in document["out"]
     assert document["report"]["cache_dir"] == "" and not cache.exists()
 
 
@@ -128,5 +145,6 @@ def test_a_cache_directory_that_cannot_be_written_turns_the_cache_off_with_a_war
     document = _run(cli, golden_dir, tmp_path / "r.json", "--cache-dir", str(blocker))
     assert _sources(document) == ["exported"] * 4 and document["report"]["cache_dir"] == ""
     assert f"Warning: export cache off for this run: cannot create {blocker}: File exists" in document["out"]
-    assert "export cache off (see the warning above): 0 cells loaded from it, 4 exported now" in document["out"]
+    assert ("export cache off (see the warning above): 0 cells loaded from earlier runs, 4 exported now"
+            in document["out"])
     assert blocker.read_text() == "not a directory"

@@ -123,9 +123,13 @@ def test_forward_only_backends_are_unsupported_for_grad_and_train(cli: Cli, gold
     result = cli("run", "--config", GRAD_ID, "--config", TRAIN_ID, "--golden-dir", str(golden),
                  "--backend", "onnxruntime-legacy", "--backend", "onnx-reference-dynamo")
     assert result.exit_code == 0
-    for backend in ("onnxruntime-legacy", "onnx-reference-dynamo"):
+    assert ("    4 onnxruntime-legacy, onnx-reference-dynamo: has no autograd: forward pass only (gradient and "
+            "training configs)") in result.out.splitlines()  # one line for the reason, not one per cell
+    verbose = cli("run", "--config", GRAD_ID, "--config", TRAIN_ID, "--golden-dir", str(golden),
+                  "--backend", "onnxruntime-legacy", "--backend", "onnx-reference-dynamo", "-v")
+    for backend in ("onnxruntime-legacy", "onnx-reference-dynamo"):  # -v: one line per backend
         assert (f"  {backend}: has no autograd (it computes the forward pass only): 2 gradient/training configs, "
-                f"{GRAD_ID}, {TRAIN_ID}") in result.out
+                f"{GRAD_ID}, {TRAIN_ID}") in verbose.out
 
 
 def test_checks_expand_into_one_config_each_and_train_keeps_its_steps() -> None:

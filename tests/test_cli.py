@@ -30,9 +30,11 @@ def rewrite_golden(golden_dir: Path, config_id: str, edit: Callable[[dict[str, n
     store.write(type(golden)(**{**golden.__dict__, "tensors": tensors}), force=True)
 
 
-def test_reference_case_passes_against_its_golden(cli: Cli, golden_copy: Callable[..., Path]) -> None:
+def test_reference_case_passes_against_its_golden(cli: Cli, golden_copy: Callable[..., Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # the table unfolded: one line per config
     golden = golden_copy(REFERENCE_ID)
-    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden))
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--table")
     assert result.exit_code == 0, result.out + result.err
     row = next(line for line in result.out.splitlines() if line.startswith(REFERENCE_ID))
     # eager, script, trace, export and compile: bitwise, and unchanged since recorded
@@ -88,9 +90,10 @@ def test_a_golden_whose_layout_disagrees_with_its_config_is_refused(cli: Cli, go
 
     rewrite_golden(golden, REFERENCE_ID, swap_seq_and_batch)
     result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "eager")
-    assert result.exit_code == 2
-    assert result.err.strip().endswith(f"rnn-h8-s0.json: declares output as (5, 3, 8) float32; config "
-                                       f"{REFERENCE_ID} implies (3, 5, 8) float32")
+    assert result.exit_code == 2 and result.err == ""  # a refused golden costs its own cells: CORRUPT, reported
+    reason = next(line for line in result.out.splitlines() if "record it again:" in line)
+    assert (f"rnn-h8-s0.json: declares output as (5, 3, 8) float32; config {REFERENCE_ID} implies (3, 5, 8) "
+            "float32; record it again: harness record") in reason
 
 
 def test_truncated_golden_is_exit_2_with_one_line_naming_the_file(
@@ -99,11 +102,12 @@ def test_truncated_golden_is_exit_2_with_one_line_naming_the_file(
     golden = golden_copy(REFERENCE_ID)
     tensors = next(golden.glob(f"{REFERENCE_ID}.*.npz"))
     tensors.write_bytes(tensors.read_bytes()[:200])
-    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden))
-    assert result.exit_code == 2
-    assert result.out == ""
-    assert len(result.err.strip().splitlines()) == 1
-    assert str(tensors) in result.err and "corrupt golden tensors file" in result.err
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), *FAST)
+    assert result.exit_code == 2 and result.err == ""  # its cells are CORRUPT, each with the one-line reason
+    reasons = [line.strip() for line in result.out.splitlines() if "corrupt golden tensors file" in line]
+    assert len(reasons) == 1 and reasons[0].startswith(str(tensors))
+    assert reasons[0].endswith(f"record it again: harness record --golden-dir {golden} --force --config {REFERENCE_ID}")
+    assert result.out.splitlines()[-1].startswith("FAILED: 2 cells: 2 CORRUPT;")
 
 
 def test_a_missing_golden_is_a_missing_cell_and_every_other_cell_is_judged(
@@ -111,7 +115,7 @@ def test_a_missing_golden_is_a_missing_cell_and_every_other_cell_is_judged(
 ) -> None:
     golden = golden_copy(REFERENCE_ID)  # gru-h8-s0 has no golden here
     result = cli("run", "--config", REFERENCE_ID, "--config", "gru-h8-s0", "--golden-dir", str(golden),
-                 "--backend", "eager")
+                 "--backend", "eager", "--table")
     assert result.exit_code == 2
     assert re.search(rf"^{REFERENCE_ID}\s+identical", result.out, re.MULTILINE)
     assert re.search(r"^gru-h8-s0\s+MISSING", result.out, re.MULTILINE)
@@ -197,8 +201,10 @@ def test_unsupported_config_is_reported_not_failed(cli: Cli, golden_copy: Callab
     golden = golden_copy("lstm-h8-p4-s0")
     result = cli("run", "--config", "lstm-h8-p4-s0", "--golden-dir", str(golden), *FAST)
     assert result.exit_code == 0
-    assert "lstm-h8-p4-s0 x onnxruntime-legacy: the legacy ONNX exporter cannot export LSTM" in result.out
+    assert "    1 onnxruntime-legacy: the legacy ONNX exporter cannot export LSTM" in result.out  # its reason, counted
     assert "1 identical, 1 unsupported" in result.out
+    verbose = cli("run", "--config", "lstm-h8-p4-s0", "--golden-dir", str(golden), *FAST, "-v")
+    assert "lstm-h8-p4-s0 x onnxruntime-legacy: the legacy ONNX exporter cannot export LSTM" in verbose.out
 
 
 def test_show_json_prints_what_the_notebook_computes(cli: Cli) -> None:
@@ -245,7 +251,8 @@ def test_python_dash_m_is_the_same_program_and_user_errors_have_no_traceback(tmp
 
 def test_backend_family_names_expand_to_their_variants(cli: Cli, golden_copy: Callable[..., Path]) -> None:
     golden = golden_copy(REFERENCE_ID)
-    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "onnxruntime")
+    result = cli("run", "--config", REFERENCE_ID, "--golden-dir", str(golden), "--backend", "onnxruntime",
+                 "--table")
     assert result.exit_code == 0
     header = next(line for line in result.out.splitlines() if line.startswith("config"))
     assert header.split() == ["config", "onnxruntime-legacy", "onnxruntime-dynamo"]

@@ -38,6 +38,7 @@ from tests.corpus.tools import (
 CASES = load_cases()
 CASE_KEYS = {"id", "about", "do", "command", "exit", "message", "pattern", "stdout", "quiet", "may_remove",
              "seconds"}
+CELL_COMMANDS = ("run", "replay")  # a refused golden costs these only its own cells (CORRUPT), not the run
 SECONDS = 60  # per case unless it says otherwise: a hostile input must not hang the harness either
 ERROR_PREFIX = "harness: error: "
 BOMBS = ("zip-bomb", "zip-bomb-lying-directory", "zip-bomb-lying-directory-honest-header")
@@ -134,13 +135,12 @@ def test_hostile_input(case: dict[str, Any], tmp_path: Path, capsys: pytest.Capt
     assert not raised, f"no answer: a traceback or a hang (harness bug):\n{shown}"
     assert "Traceback" not in out + err, shown
     assert code == case["exit"], shown
-    if case["exit"] == 2:
+    if case["exit"] == 2 and args[0] in CELL_COMMANDS and not err:
+        assert_corrupt_cells(case, sandbox, out, shown)
+    elif case["exit"] == 2:
         assert err.count("\n") == 1 and err.endswith("\n"), f"stderr must be exactly one line:\n{shown}"
         assert err.startswith(ERROR_PREFIX), shown
-        if "message" in case:
-            assert sandbox.expand(case["message"]) in err, shown
-        else:
-            assert re.search(case["pattern"], err), shown
+        assert expected_in(case, sandbox, err), shown
     else:
         assert err == "", shown
         assert case["stdout"] in out, shown
@@ -155,6 +155,26 @@ def test_hostile_input(case: dict[str, Any], tmp_path: Path, capsys: pytest.Capt
     undocumented = sorted(name for name in lost
                           if not any(fnmatch.fnmatchcase(name, pattern) for pattern in case.get("may_remove", ())))
     assert not undocumented, f"the golden directory lost {undocumented}"
+
+
+def expected_in(case: dict[str, Any], sandbox: Sandbox, text: str) -> bool:
+    """The case's `message` (a substring) or `pattern` (a regex) is found in the text."""
+    if "message" in case:
+        return sandbox.expand(case["message"]) in text
+    return re.search(case["pattern"], text) is not None
+
+
+def assert_corrupt_cells(case: dict[str, Any], sandbox: Sandbox, out: str, shown: str) -> None:
+    """A golden (or its stored artifact) refused by `run`/`replay` costs only its own cells: the report is
+    printed, those cells are CORRUPT with the one-line reason the case names, the command that records the
+    golden again follows it, and the summary says exit 2."""
+    lines = out.splitlines()
+    assert lines and re.fullmatch(r"FAILED: .*\bCORRUPT;.* exit 2", lines[-1]), shown
+    reasons = [line for line in lines if "; record it again: harness record" in line]
+    assert any(expected_in(case, sandbox, line) for line in reasons), shown
+    config = case["command"][case["command"].index("--config") + 1]
+    assert any(line.startswith("Accept these results") and line.endswith(f"--force --config {config}")
+               for line in lines), shown
 
 
 def test_deflate_bomb_tool_builds_a_valid_zip() -> None:

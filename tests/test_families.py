@@ -23,8 +23,10 @@ def test_torch_and_onnx_name_every_backend_of_their_kind() -> None:
 def test_a_family_runs_as_its_members(cli: Callable[..., CliResult]) -> None:
     result = cli("run", "--backend", "onnx", "--config", "rnn-h8-s0", "--quiet")
     assert result.exit_code == 0, result.out + result.err
-    header = next(line for line in result.out.splitlines() if line.startswith("config"))
-    assert header.split()[1:] == expand_backend_names(["onnx"])
+    lines = result.out.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("backend  "))  # one line per backend
+    end = lines.index("", start)
+    assert [line.split()[0] for line in lines[start + 1:end]] == expand_backend_names(["onnx"])
 
 
 def test_list_backends_shows_availability_families_and_limitations(cli: Callable[..., CliResult]) -> None:

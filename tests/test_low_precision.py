@@ -4,6 +4,7 @@ on the float64 oracle per golden; a 1e-2 change in a float16 value still fails."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_a_clean_float16_run_passes_with_a_tolerance_the_report_explains(
     golden_dir = golden_copy(F16, BF16)
     report = tmp_path / "r.json"
     result = cli("run", "--golden-dir", str(golden_dir), "--config", F16, "--config", BF16, "--json", str(report),
-                 "--quiet")
+                 "--quiet", "-v")  # a passing run explains its calibrated tolerances under -v (and when failing)
     assert result.exit_code == 0, result.out + result.err
     assert "Tolerances not from the table (float16/bfloat16: calibrated on the float64 oracle, per golden):" \
         in result.out
@@ -103,8 +104,10 @@ def test_an_edited_calibration_cannot_make_a_drift_pass(cli: Callable[..., CliRe
     document["calibrated_tolerance"]["multiplier"] = 1000.0
     manifest.write_text(json.dumps(document))
     result = cli("replay", "--golden-dir", str(golden_dir), "--config", F16, "--quiet")
-    assert result.exit_code == 2 and "calibrated_tolerance" in result.err and "(edited?)" in result.err
-    assert len(result.err.strip().splitlines()) == 1
+    assert result.exit_code == 2 and result.err == "", result.out + result.err  # its cells are CORRUPT, reported
+    [refused] = [line for line in result.out.splitlines() if "; record it again: harness record" in line]
+    assert "calibrated_tolerance" in refused and "(edited?)" in refused
+    assert re.search(r"FAILED: (\d+) cells: \1 CORRUPT; ", result.out)
 
 
 def test_a_calibration_edited_within_bounds_still_cannot_loosen_a_run(cli: Callable[..., CliResult],

@@ -115,8 +115,10 @@ def test_shares_the_export_cache_entry_with_ort(tmp_path: Path) -> None:
     cache = ExportCache(tmp_path / "cache")
     by_ort = obtain(case, OnnxRuntimeBackend("legacy"), cache)
     by_reference = obtain(case, OnnxReferenceBackend("legacy"), cache)
-    assert (by_ort.source, by_reference.source) == ("exported", "cache")
+    assert (by_ort.source, by_reference.source) == ("exported", "cache (exported earlier in this run)")
     assert by_reference.artifact.sha256 == by_ort.artifact.sha256
+    later = obtain(case, OnnxReferenceBackend("legacy"), ExportCache(tmp_path / "cache"))  # another run's cache
+    assert later.source == "cache" and later.artifact.sha256 == by_ort.artifact.sha256
 
 
 def with_linear_before_reset(data: bytes, value: int) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from harness.errors import GoldenError, HarnessError
+from harness.errors import HarnessError
 from harness.judging.results import CellResult
 from harness.model.suite import load_suite
 from harness.model.tolerance import Tolerance
@@ -115,15 +115,21 @@ def test_one_job_or_one_config_is_judged_in_this_process(
     assert [cell.verdict for cell in one_config] == [Verdict.IDENTICAL]
 
 
-def test_a_user_error_in_a_worker_is_raised_here_as_serially(golden_copy: Callable[..., Path]) -> None:
+def test_a_refused_golden_in_a_worker_is_a_corrupt_cell_as_serially(golden_copy: Callable[..., Path]) -> None:
     ids = CHEAP[:2]
     golden_dir = golden_copy(*ids)
     tensors = next(golden_dir.glob(f"{ids[1]}.*.npz"))
     tensors.write_bytes(tensors.read_bytes()[:200])
     settings = Settings(golden_dir=golden_dir, backends=("eager",))
+    configs = load_suite(None).select(list(ids))
 
-    with pytest.raises(GoldenError, match=f"^{re.escape(str(tensors))}: corrupt golden tensors file"):
-        judged_in_parallel(settings, load_suite(None).select(list(ids)), ("eager",), jobs=2)
+    in_workers = judged_in_parallel(settings, configs, ("eager",), jobs=2).cells
+    serially = judged_in_parallel(settings, configs, ("eager",), jobs=1).cells
+
+    assert [(cell.config_id, cell.verdict, cell.reason) for cell in in_workers] == \
+        [(cell.config_id, cell.verdict, cell.reason) for cell in serially]
+    assert [cell.verdict for cell in in_workers] == [Verdict.IDENTICAL, Verdict.CORRUPT]
+    assert re.match(f"^{re.escape(str(tensors))}: corrupt golden tensors file", in_workers[1].reason)
 
 
 # A backend package on disk: eager, except that preparing VICTIM ends its process at once, as a segfault or the

@@ -97,7 +97,8 @@ def _harness(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_installed_backend_runs_in_the_matrix(installed: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = _harness(installed, "run", "--config", REFERENCE_ID, "--config", "rnn-h8-l2-s0", "--backend",
-                      "eager,tiny-numpy", "--golden-dir", str(COMMITTED_GOLDEN), "--json", str(report), "--quiet")
+                      "eager,tiny-numpy", "--golden-dir", str(COMMITTED_GOLDEN), "--json", str(report), "--quiet",
+                      "--table")
     assert result.returncode == 0, result.stdout + result.stderr
     header = next(line for line in result.stdout.splitlines() if line.startswith("config"))
     assert header.split() == ["config", "eager", "tiny-numpy"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -83,8 +84,8 @@ def test_missing_goldens_fail_until_updated_and_force_rewrites(pytester: pytest.
     golden.mkdir()
     missing = pytester.runpytest(*args)
     missing.assert_outcomes(failed=1)
-    missing.stdout.fnmatch_lines([f"*no golden *{REFERENCE_ID}.json; record it: pytest --harness "
-                                  f"--harness-golden-dir={golden} --harness-update -k {REFERENCE_ID}*"])
+    missing.stdout.fnmatch_lines([f"*no golden *{REFERENCE_ID}.json; record it: pytest --harness "  # fnmatch: [[] is [
+                                  f"--harness-golden-dir={golden} --harness-update -k '[[]{REFERENCE_ID}-'"])
     recorded = pytester.runpytest(*args, "--harness-update")
     recorded.assert_outcomes(passed=1)
     recorded.stdout.fnmatch_lines(["*harness: goldens written*", f"recorded {golden / REFERENCE_ID}.json"])
@@ -94,6 +95,70 @@ def test_missing_goldens_fail_until_updated_and_force_rewrites(pytester: pytest.
     rewritten.assert_outcomes(passed=1)
     rewritten.stdout.fnmatch_lines([f"rewritten {golden / REFERENCE_ID}.json"])
     pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_failing_items_and_the_summary_say_the_command_that_accepts_them(pytester: pytest.Pytester) -> None:
+    golden = copy_goldens(pytester.path / "golden", *SELECTED)
+    for config_id in ("rnn-h8-s0", "gru-h8-s0"):
+        nudge(golden, config_id)
+    args = ("--harness", "--harness-backend", "eager", f"--harness-golden-dir={golden}", "-k", K)
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(failed=2, passed=1)
+    update = f"pytest --harness --harness-golden-dir={golden} --harness-update --harness-force-update -k"
+    each = [line.split("accept it (re-record the golden): ", 1)[1] for line in result.outlines
+            if "accept it (re-record the golden): " in line]
+    assert sorted(each) == sorted(f"{update} '[{config_id}-'" for config_id in ("rnn-h8-s0", "gru-h8-s0"))
+    result.stdout.fnmatch_lines(["*harness: accept these results*"])
+    [summary] = [line for line in result.outlines if line.startswith("re-record the goldens of the 2 failing")]
+    command = summary.split(": ", 1)[1]
+    assert command == f"{update} '[rnn-h8-s0- or [gru-h8-s0-'"  # the configs in the order their items ran
+    pasted = pytester.runpytest(*shlex.split(command)[1:], "--harness-backend", "eager")
+    pasted.assert_outcomes(passed=2)  # exactly the failing configs, rewritten
+    pytester.runpytest(*args).assert_outcomes(passed=3)
+
+
+def test_a_corrupt_golden_fails_only_its_own_items_with_the_command_that_records_it(
+        pytester: pytest.Pytester) -> None:
+    golden = copy_goldens(pytester.path / "golden", REFERENCE_ID, "gru-h8-s0")
+    [tensors] = golden.glob("gru-h8-s0.*.npz")
+    tensors.write_bytes(tensors.read_bytes()[:300])
+    result = pytester.runpytest("--harness", "--harness-backend", "eager", f"--harness-golden-dir={golden}",
+                                "-k", f"{REFERENCE_ID} or gru-h8-s0")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*gru-h8-s0 x eager: CORRUPT*", f"*{tensors}: corrupt golden tensors file*record it "
+                                 f"again: pytest --harness --harness-golden-dir={golden} --harness-update "
+                                 "--harness-force-update -k '[[]gru-h8-s0-'"])
+
+
+EXPORTS_UNDER_PYTEST = """
+import torch
+
+from harness.backends import get_backend
+from harness.model.case import build_case
+from harness.model.config import RnnConfig
+from harness.session.artifacts import obtain
+
+
+def test_the_harness_exports():
+    obtain(build_case(RnnConfig()), get_backend("torch-export"), None)  # no cache: exported here
+    assert False, "failing, so that pytest shows the log it captured"
+
+
+def test_torch_export_alone():
+    torch.export.export(torch.nn.GRU(3, 4), (torch.randn(5, 2, 3),))
+    assert False, "failing, so that pytest shows the log it captured"
+"""
+
+
+def test_a_failing_test_shows_no_upstream_debug_logging_from_the_harness_exports(pytester: pytest.Pytester) -> None:
+    """torch's structured trace log answers pytest's log capture at DEBUG (the second test shows it does): the
+    harness holds it quiet while it exports (the first shows nothing)."""
+    pytester.makepyfile(test_exports=EXPORTS_UNDER_PYTEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # a fresh process: torch.export imported there
+    result.assert_outcomes(failed=2)
+    harness_part, alone = result.stdout.str().split("_ test_torch_export_alone _")
+    assert "_ test_the_harness_exports _" in harness_part and "torch.__trace" not in harness_part
+    assert "DEBUG    torch.__trace" in alone
 
 
 def test_a_path_option_given_apart_from_its_value_is_refused(pytester: pytest.Pytester) -> None:

@@ -210,3 +210,29 @@ def test_probes_read_the_recorded_limitations_from_the_goldens(tmp_path: Path) -
     with_goldens = harness("probe", *selected, "--golden-dir", str(GOLDEN), "--json", str(report))
     assert with_goldens.returncode == 0, with_goldens.stdout + with_goldens.stderr
     assert "torchscript-script: recorded: RuntimeError: Arguments for call are not valid." in with_goldens.stdout
+
+
+def test_replay_keeps_the_whole_recorded_error_of_a_backend_that_stored_nothing(tmp_path: Path) -> None:
+    report = tmp_path / "replay.json"
+    result = harness("replay", "--backend", "torchscript-script", "--config", LM, "--suite", str(SUITE),
+                     "--golden-dir", str(GOLDEN), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    cell = cells(report)[(LM, "torchscript-script")]
+    assert cell["verdict"] == "unsupported"
+    assert str(cell["reason"]).startswith("nothing stored: at record time RuntimeError: Arguments for call")
+    assert "hidden" in str(cell["reason_detail"]) and "~~~" in str(cell["reason_detail"])
+
+
+def test_goldens_recorded_by_the_plugin_hold_the_recorded_limitations(tmp_path: Path) -> None:
+    """`pytest --harness --harness-update` records a user's model as `harness record` does: the language model's
+    torchscript-script is stored as unsupported, and the next plugin run passes."""
+    selected = [f"--harness-suite={SUITE}", f"--harness-golden-dir={tmp_path / 'g'}", "-k", f"{LM}-"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--harness", *selected, str(EXAMPLE)]
+    recorded = subprocess.run([*command, "--harness-update"], cwd=REPO, capture_output=True, text=True,
+                              timeout=600, check=False)
+    assert recorded.returncode == 0, recorded.stdout[-3000:] + recorded.stderr[-2000:]
+    manifest = json.loads((tmp_path / "g" / f"{LM}.json").read_text())
+    assert manifest["backend_fingerprints"]["torchscript-script"]["status"] == "unsupported"
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "xfailed" in again.stdout or "skipped" in again.stdout

@@ -111,6 +111,31 @@ def figure_replay(options: Options) -> str:
             f"{seconds:.1f} s as a whole process (torch is never imported).")
 
 
+def figure_relations(options: Options) -> str:
+    """The default suite's relation cases on every backend: bitwise, within tolerance (max abs), or why not."""
+    seconds, report, _ = harness("run", "--config", "rnn-h8-rel.chunk.bslice.zs-s0", "--config",
+                                 "gru-h8-gauss-t6b4-rel.chunk.bslice.zs-s0", "--config",
+                                 "lstm-h8-l2-gauss-t6b4-rel.chunk.bslice.zs.pad-s0")
+    backends = list(dict.fromkeys(cell["backend"] for cell in report["cells"] if cell.get("relations")))
+    rows = ["| config | relation | " + " | ".join(backends) + " |", "|---|---|" + "---|" * len(backends)]
+    table: dict[tuple[str, str], dict[str, str]] = {}
+    reasons: dict[str, str] = {}
+    for cell in report["cells"]:
+        for outcome in cell.get("relations", []):
+            status = outcome["status"]
+            text = {"bitwise": "bitwise", "holds": f"{outcome['max_abs']:.1e}", "broken": "**BROKEN**"}.get(status)
+            if text is None:
+                reasons.setdefault(outcome["reason"], f"({len(reasons) + 1})")
+                text = f"unsupported {reasons[outcome['reason']]}"
+            table.setdefault((cell["config"], outcome["relation"]), {})[cell["backend"]] = text
+    rows += [f"| `{config}` | {relation} | " + " | ".join(cells.get(name, "-") for name in backends) + " |"
+             for (config, relation), cells in table.items()]
+    notes = [f"{mark} {reason}" for reason, mark in reasons.items()]
+    return "\n".join([*rows, "", "Unsupported, why (the backend's own error):", "", *(f"- {note}" for note in notes),
+                      "", f"A number is the largest difference between the two sides (within the cell's tolerance); "
+                      f"{seconds:.0f} s for the three configs on every backend."])
+
+
 def torch_free_packages() -> list[str]:
     """pyproject's dependencies less torch and onnxscript: what the documented torch-free command installs."""
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -206,7 +231,7 @@ def figure_screenshot(options: Options) -> str:
 
 FIGURES: dict[str, Callable[[Options], str]] = {
     "tests": figure_tests, "run": figure_run, "example": figure_example, "replay": figure_replay,
-    "torch-free": figure_torch_free, "screenshot": figure_screenshot,
+    "torch-free": figure_torch_free, "screenshot": figure_screenshot, "relations": figure_relations,
 }
 
 

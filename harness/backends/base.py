@@ -52,6 +52,14 @@ class Backend(Protocol):
         """Export / compile / load the case's module; raises on failure."""
 
 
+def loading_availability(backend: Backend) -> Availability:
+    """Whether a stored artifact of the backend can be loaded and run here (replay): what loading needs, never
+    what exporting needs (a dynamo ONNX file runs without onnxscript). A backend may say so with a method of
+    that name (the built-in ones do); else its availability stands."""
+    check = getattr(backend, "loading_availability", None)
+    return check() if callable(check) else backend.availability()
+
+
 def torch_availability(feature: str) -> Availability:
     """torch is installed and has torch.<feature> (jit, export, compile); torch is imported only to check."""
     import importlib.util

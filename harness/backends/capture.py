@@ -14,8 +14,25 @@ from collections.abc import Iterator
 
 from harness.errors import printable
 
-# Loggers that print on every export (e.g. "torchvision is not installed. Skipping ...").
-_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript")
+# Loggers that print on every export (e.g. "torchvision is not installed. Skipping ...") -> the level they are
+# held at during one. torch's structured trace log ("torch.__trace") is always at DEBUG and answers any handler
+# that asks, so pytest's log capture showed dozens of empty `DEBUG torch.__trace` lines with every failing
+# export: above CRITICAL it records nothing.
+_NOISY_LOGGERS = {"torch.onnx": logging.ERROR, "torch.export": logging.ERROR, "torch._dynamo": logging.ERROR,
+                  "torch.fx": logging.ERROR, "onnxscript": logging.ERROR, "torch.__trace": logging.CRITICAL + 1}
+
+
+@contextlib.contextmanager
+def quiet_upstream_logging() -> Iterator[None]:
+    """Hold upstream exporters' loggers (the structured trace log included) quiet for the block, then restore."""
+    saved_levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    for name, level in _NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, saved in saved_levels.items():
+            logging.getLogger(name).setLevel(saved)
 
 
 @contextlib.contextmanager
@@ -23,13 +40,11 @@ def captured_upstream_messages() -> Iterator[list[str]]:
     """Yield a list that fills with the distinct warnings raised inside the block (first lines).
 
     Upstream output is kept off the user's terminal, including what C++ code writes straight to
-    file descriptors 1 and 2 (the legacy exporter dumps its whole IR graph there on failure).
+    file descriptors 1 and 2 (the legacy exporter dumps its whole IR graph there on failure), and
+    upstream logging (quiet_upstream_logging), also where pytest captures logs.
     """
     notes: list[str] = []
-    saved_levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
+    with quiet_upstream_logging():
         with (
             warnings.catch_warnings(record=True) as caught,
             contextlib.redirect_stdout(io.StringIO()),
@@ -42,9 +57,6 @@ def captured_upstream_messages() -> Iterator[list[str]]:
             line = normalized_note(f"{warning.category.__name__}: {str(warning.message).splitlines()[0]}")
             if line not in notes:
                 notes.append(line)
-    finally:
-        for name, level in saved_levels.items():
-            logging.getLogger(name).setLevel(level)
 
 
 @contextlib.contextmanager

@@ -70,6 +70,11 @@ class OnnxReferenceBackend:
                 return Availability(available=False, reason=f"package {package} is not installed")
         return Availability(available=True)
 
+    def loading_availability(self) -> Availability:
+        if not importable("onnx"):
+            return Availability(available=False, reason="package onnx is not installed")
+        return Availability(available=True)
+
     def known_limitation(self, config: RnnConfig) -> str | None:
         """Failures measured with torch 2.13 / onnx 1.23.2 on the default suite; each is still tried."""
         if self.exporter == "dynamo" and config.reshaped_at_export and config.export_shape[0] != config.seq_len:

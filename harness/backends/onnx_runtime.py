@@ -83,7 +83,13 @@ class OnnxRuntimeBackend:
         )
 
     def availability(self) -> Availability:
-        for package in ("onnx", "onnxruntime", *exporter_packages(self.exporter)):
+        return self._available(("onnx", "onnxruntime", *exporter_packages(self.exporter)))
+
+    def loading_availability(self) -> Availability:
+        return self._available(self.loader_packages)
+
+    def _available(self, packages: tuple[str, ...]) -> Availability:
+        for package in packages:
             if not importable(package):
                 return Availability(available=False, reason=f"package {package} is not installed")
         import onnxruntime

@@ -138,6 +138,7 @@ class TorchCompileBackend:
     """``torch.compile`` with inductor on the CPU, RNNs allowed into the graph, in a killable worker."""
 
     name = "torch-compile"
+    runs_case_inputs_only = True  # compiled and run in a worker on the case's inputs: no other shape is asked
     device = "cpu"
     uses_torch_kernels = True
 

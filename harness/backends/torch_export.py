@@ -41,6 +41,9 @@ class TorchExportBackend:
     def availability(self) -> Availability:
         return torch_availability("export")
 
+    def loading_availability(self) -> Availability:
+        return torch_availability("export")
+
     def known_limitation(self, config: RnnConfig) -> str | None:
         if config.lengths:
             return "torch.export cannot trace pack_padded_sequence: its lengths decide the shapes"

@@ -41,6 +41,9 @@ class TorchScriptBackend:
     def availability(self) -> Availability:
         return torch_availability("jit")
 
+    def loading_availability(self) -> Availability:
+        return torch_availability("jit")
+
     def known_limitation(self, config: RnnConfig) -> str | None:
         return None
 

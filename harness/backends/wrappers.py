@@ -135,7 +135,7 @@ def dynamic_axes(case: Case) -> dict[str, dict[int, str]]:
     vary ("seq", "batch"), as the exporters are told (a user exporting once for every shape does the same).
     Empty when the case runs at its export shape: then every shape is static."""
     config = case.config
-    if not config.reshaped_at_export:
+    if not (config.reshaped_at_export or case.dynamic):
         return {}
     sequence = {0: "batch", 1: "seq"} if config.batch_first else {0: "seq", 1: "batch"}
     axes: dict[str, dict[int, str]] = {}

@@ -25,7 +25,7 @@ Values = dict[str, Any]
 P = ParamSpec("P")
 REPORT_FILES = ("json", "junit", "markdown", "html")
 # What a torch-free install (README: Installing without torch) can do instead, for the one line below.
-TORCH_FREE = "replay, show, list, env, review, merge, bundle and prune work without it"
+TORCH_FREE = "replay, show, list, env, review, merge, atlas, bundle and prune work without it"
 
 
 def needs_torch(command: Callable[P, int]) -> Callable[P, int]:
@@ -75,15 +75,13 @@ def cmd_list(values: Values) -> int:
 
 @needs_torch
 def cmd_run(values: Values, *, live_reference: bool = False) -> int:
-    from harness.reports.terminal import report_lines
-
     check_output_paths(values.get(name) for name in REPORT_FILES)
     session = _session(values, live_reference=live_reference)
     probe_settings = _probe_settings(values) if values["probes"] else None
     total = len(session.configs) * len(session.backend_names)
     with progress_bar(total, quiet=values["quiet"]) as advance:
         report = session.run(on_cell=advance)
-    print("\n".join(report_lines(report, verbose=values["verbose"])))
+    _print_report(values, report)
     probes = _run_probes(session, probe_settings) if probe_settings else ()
     _write_run_files(values, report, probes)
     return max(report.exit_code, EXIT_DRIFT if any(probe.failing for probe in probes) else EXIT_OK)
@@ -96,16 +94,28 @@ def cmd_check(values: Values) -> int:
 
 def cmd_replay(values: Values) -> int:
     """The stored artifacts under today's runtimes, judged like a run; never imports torch for ONNX ones."""
-    from harness.reports.terminal import report_lines
     from harness.session.replay import replay, replayed_backend_names
 
     check_output_paths(values.get(name) for name in REPORT_FILES)
     session = _session(values)
     with progress_bar(len(session.configs) * len(replayed_backend_names(session)), quiet=values["quiet"]) as advance:
         report = replay(session, on_cell=advance)
-    print("\n".join(report_lines(report, verbose=values["verbose"])))
+    _print_report(values, report)
     _write_run_files(values, report, ())
     return report.exit_code
+
+
+def _print_report(values: Values, report: Any) -> None:
+    """The terminal report, folded to the terminal's width (120 columns off a terminal, or $COLUMNS); verdicts in
+    colour at a terminal unless NO_COLOR is set, plain text elsewhere (CI logs, pipes)."""
+    import shutil
+
+    from harness.reports.colour import colour_wanted, coloured
+    from harness.reports.terminal import report_lines
+
+    width = shutil.get_terminal_size((120, 24)).columns
+    lines = report_lines(report, verbose=values["verbose"], table=bool(values.get("table")), width=width)
+    print("\n".join(coloured(lines) if colour_wanted(sys.stdout, os.environ) else lines))
 
 
 def cmd_bundle(values: Values) -> int:
@@ -153,6 +163,18 @@ def cmd_merge(values: Values) -> int:
     return merged.exit_code
 
 
+def cmd_atlas(values: Values) -> int:
+    """Replay reports under several onnxruntime releases as a release x cell matrix (docs/atlas.md)."""
+    from harness.reports.atlas import build_atlas
+    from harness.reports.atlas_views import atlas_html, atlas_lines, atlas_markdown
+
+    check_output_paths(values.get(name) for name in ("markdown", "html"))
+    atlas = build_atlas(values["reports"], not_replayed=values["not_replayed"] or ())
+    print("\n".join(atlas_lines(atlas)))
+    _write([(values["html"], lambda: atlas_html(atlas))], markdown=(values["markdown"], lambda: atlas_markdown(atlas)))
+    return atlas.exit_code
+
+
 def _write(outputs: list[tuple[Path | None, Render]],
            markdown: tuple[Path | None, Callable[[], str]] | None = None) -> None:
     """Write the requested report files and say where they went; a failed write is one line, exit 2."""
@@ -180,10 +202,23 @@ def cmd_probe(values: Values) -> int:
     from harness.reports.probes import probes_json
 
     check_output_paths([values["json"]])
+    if values.get("isa"):
+        return _isa_probe(values)
     session = _session(values)
     results = _run_probes(session, _probe_settings(values))
     _write([(values["json"], lambda: probes_json(results))])
     return EXIT_DRIFT if any(result.failing for result in results) else EXIT_OK
+
+
+def _isa_probe(values: Values) -> int:
+    """`harness probe --isa`: the cells under CPU-dispatch settings, each in fresh processes (docs/portability.md)."""
+    from harness.reports.isa import isa_json, isa_lines
+    from harness.session.isa_probe import run_isa_probe
+
+    report = run_isa_probe(_session(values))
+    print("\n".join(isa_lines(report)))
+    _write([(values["json"], lambda: isa_json(report))])
+    return report.exit_code
 
 
 def _probe_settings(values: Values) -> Any:
@@ -318,8 +353,29 @@ def cmd_review(values: Values) -> int:
     return EXIT_DRIFT if values["fail_on_change"] and review.changed else EXIT_OK
 
 
+@needs_torch
+def cmd_explain(values: Values) -> int:
+    """One cell, run (or replayed with --stored) and localised whatever its verdict; exit as for run."""
+    from harness.reports.localisation import explain_lines
+    from harness.session.localise import explain
+
+    check_output_paths(values.get(name) for name in REPORT_FILES)
+    backends = values.get("backend") or []
+    if len(backends) != 1 or "," in backends[0]:
+        raise HarnessError("harness explain needs exactly one --backend NAME")
+    session = _session(values, configs=(values["config_id"],))
+    session.config(values["config_id"])  # an unknown id: one line naming the suite
+    report = explain(session, stored=bool(values.get("stored")))
+    _print_report(values, report)
+    print("\n".join(explain_lines(report.cells)))
+    _write_run_files({**dict.fromkeys(REPORT_FILES), **values}, report, ())  # explain writes JSON and HTML only
+    return report.exit_code
+
+
 COMMANDS: dict[str, Callable[[Values], int]] = {
     "list": cmd_list, "run": cmd_run, "check": cmd_check, "probe": cmd_probe, "record": cmd_record,
     "replay": cmd_replay, "bundle": cmd_bundle, "show": cmd_show, "prune": cmd_prune, "merge": cmd_merge,
+    "atlas": cmd_atlas,
     "env": cmd_env, "review": cmd_review,
+    "explain": cmd_explain,
 }

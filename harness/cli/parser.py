@@ -29,10 +29,14 @@ SUBCOMMANDS = {
     "review": "what changed in the goldens since a git ref (or against a second directory): tensors, tolerances, "
               "environment, fingerprints, artifacts and files, as text or Markdown for a reviewer",
     "merge": "combine JSON reports from shards and environments",
+    "atlas": "a release x cell matrix of replay reports under several onnxruntime releases (docs/atlas.md)",
     "env": "the environment fingerprint stored in goldens and reports",
+    "explain": "where one cell's numbers part from the float64 reference: layer, direction and time step, the error "
+               "each step makes on its own against the error it carries in (docs/localisation.md)",
 }
 EPILOG = ("Exit codes: 0 everything matched; 1 drift, a shape or invariant failure, nondeterminism "
-          "(a run or a probe), a failed backend, (merge) a missing shard, or (review --fail-on-change) a golden "
+          "(a run or a probe), a failed backend, (merge) a missing shard, (atlas) a failing cell in the newest "
+          "release, or (review --fail-on-change) a golden "
           "change; 2 bad usage or bad input "
           "(unknown config or backend, malformed suite, a missing golden directory, a missing, corrupt or "
           "unreadable golden or report, an unavailable backend asked for by name, a golden that would be "
@@ -61,12 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("golden", metavar="ID|MANIFEST",
                              help="a config id or fixture golden name (looked up in --golden-dir), "
                                   "or the path of a golden's .json manifest")
+        if name == "explain":
+            sub.add_argument("config_id", metavar="ID", help="the config to localise (--backend names the backend)")
         if name == "bundle":
             sub.add_argument("config_id", metavar="ID", help="the config whose golden holds the artifact")
             sub.add_argument("out", type=Path, metavar="OUT", help="directory to create (must not exist, or be empty)")
         if name == "review":
             sub.add_argument("base", nargs="?", metavar="BASE", help=REVIEW_BASE_HELP)
-        if name == "merge":
+        if name in ("merge", "atlas"):
             sub.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
         add_cli_options(sub, name)
     return parser

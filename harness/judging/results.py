@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_OK
 from harness.judging.compare import OracleDistance, TensorComparison
+from harness.judging.localisation import Localisation
+from harness.judging.relations import RelationOutcome
 from harness.model.environment import Environment
 from harness.model.tolerance import Tolerance
 from harness.verdicts import ArtifactCause, Cause, PastStatus, ProbeVerdict, Verdict
@@ -84,6 +86,7 @@ class CellResult:
     oracle: OracleDistance | None = None  # this backend's distance to the float64 oracle
     golden_oracle: OracleDistance | None = None  # the golden's distance to the same oracle
     invariant_violations: tuple[str, ...] = ()
+    relations: tuple[RelationOutcome, ...] = ()  # the case's invariance relations on this backend (judging.relations)
     argmax_changed: int | None = None  # positions whose argmax over output features moved
     analysis: tuple[str, ...] = ()  # RNN-aware explanation of a DRIFT
     past: PastComparison | None = None
@@ -91,6 +94,7 @@ class CellResult:
     artifact_check: ArtifactCheck | None = None  # exported backends whose golden stores their artifact
     artifact_source: str = ""  # "cache", "exported", "stored" (replay), or why the cache entry was rebuilt
     runtime_finding: str = ""  # ONNX Runtime against the reference evaluator on the same export (judging.runtimes)
+    localisation: Localisation | None = None  # where a DRIFT starts: layer, direction, step (judging.localisation)
     notes: tuple[str, ...] = ()
     prepare_seconds: float = 0.0
     run_seconds: float = 0.0
@@ -136,8 +140,9 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """2 when a golden is missing (bad input, though every other cell was judged), else 1 on any failure."""
-        if self.count(Verdict.MISSING):
+        """2 when a golden is missing or refused (bad input, though every other cell was judged), else 1 on any
+        failure."""
+        if any(cell.verdict.bad_input for cell in self.cells):
             return EXIT_BAD_INPUT
         return EXIT_DRIFT if self.failures else EXIT_OK
 

@@ -40,6 +40,9 @@ class Case:
     argument_groups: tuple[int, ...] = ()
     nested_outputs: bool = False  # a user's model returns nested tuples: flattened in order
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # the loss's targets (suite key `targets`)
+    # Exported with a dynamic sequence length and batch, as users export a streaming model: the invariance
+    # relations (harness.backends.relation_runs) run it at other shapes than its examples'.
+    dynamic: bool = False
 
     @property
     def needs_flattening(self) -> bool:

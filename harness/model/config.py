@@ -18,6 +18,9 @@ InitialState = Literal["zeros", "random"]
 InputKind = Literal["hello", "random", "gaussian"]
 Check = Literal["forward", "grad", "train"]
 Optimizer = Literal["sgd", "adam"]
+# Invariance relations a case may ask for (harness.judging.relations): what must hold whatever the backend.
+RELATIONS: tuple[str, ...] = ("chunked", "batch", "zero-state", "padded")
+_RELATION_ID = {"chunked": "chunk", "batch": "bslice", "zero-state": "zs", "padded": "pad"}
 
 CELLS: tuple[str, ...] = get_args(Cell)
 CHECKS: tuple[str, ...] = get_args(Check)
@@ -68,6 +71,7 @@ class RnnConfig:
     targets: str = ""  # function(config, rng) -> the named targets of the loss
     loss: str = ""  # function(outputs, targets) -> a scalar tensor: what grad differentiates and train minimises
     optimizer: Optimizer = "sgd"  # check "train" with a loss: plain SGD or Adam, at learning_rate
+    relations: tuple[str, ...] = ()  # invariance relations judged on every backend (RELATIONS), in this order
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -115,6 +119,8 @@ class RnnConfig:
             parts.append(f"train{self.train_steps}{rate}" + ("-adam" if self.optimizer == "adam" else ""))
         if self.loss and self.check != "forward":
             parts.append(_function_id(self.loss))
+        if self.relations:
+            parts.append("rel." + ".".join(_RELATION_ID.get(name, name) for name in self.relations))
         parts.append(f"s{self.seed}")  # last: `-k rnn-h8-s0` selects that config, not its gradient's too
         return "-".join(parts)
 
@@ -154,8 +160,9 @@ class RnnConfig:
         for name in _LATER_FIELDS:
             if fields[name] == _DEFAULTS[name]:
                 del fields[name]
-        if "lengths" in fields:
-            fields["lengths"] = list(fields["lengths"])
+        for name in ("lengths", "relations"):
+            if name in fields:
+                fields[name] = list(fields[name])
         return fields
 
     @property
@@ -181,6 +188,12 @@ class RnnConfig:
                 raise ConfigError(f"config key 'lengths' must be a list of at most {MAX_LENGTHS} integers, "
                                   f"got {_short_number(lengths)}")
             fields = {**fields, "lengths": tuple(lengths)}
+        if "relations" in fields:
+            relations = fields["relations"]
+            if len(relations) > len(RELATIONS) or not all(isinstance(name, str) for name in relations):
+                raise ConfigError(f"config key 'relations' must be a list of {', '.join(map(repr, RELATIONS))}, "
+                                  f"got {_short_number(relations)}")
+            fields = {**fields, "relations": tuple(relations)}
         return cls(**fields)
 
 
@@ -189,10 +202,10 @@ _FIELD_TYPES: dict[str, type] = {
     "batch_first": bool, "bias": bool, "dropout": float, "proj_size": int, "dtype": str, "seed": int,
     "initial_state": str, "input": str, "seq_len": int, "batch": int, "lengths": list, "export_seq_len": int,
     "export_batch": int, "model": str, "check": str, "train_steps": int, "learning_rate": float,
-    "inputs": str, "targets": str, "loss": str, "optimizer": str,
+    "inputs": str, "targets": str, "loss": str, "optimizer": str, "relations": list,
 }
 _LATER_FIELDS = ("lengths", "export_seq_len", "export_batch", "model", "check", "train_steps", "learning_rate",
-                 "inputs", "targets", "loss", "optimizer")
+                 "inputs", "targets", "loss", "optimizer", "relations")
 USER_FUNCTIONS = ("inputs", "targets", "loss")  # the suite keys that name a user's function
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(RnnConfig)}
 MAX_LENGTHS = 65536
@@ -278,7 +291,7 @@ def _later_problem(config: RnnConfig) -> str | None:
         return "export_seq_len / export_batch and lengths together are not supported: use one per case"
     if config.model and not MODEL_REFERENCE.fullmatch(config.model):
         return f"model must be 'package.module:factory', got {_short_number(config.model)}"
-    problem = _user_function_problem(config)
+    problem = _user_function_problem(config) or _relations_problem(config)
     if problem:
         return problem
     if config.check == "train":
@@ -291,6 +304,30 @@ def _later_problem(config: RnnConfig) -> str | None:
                     "or export shape (give `loss` and `targets` to train on your own data)")
     elif config.train_steps or config.learning_rate != _DEFAULTS["learning_rate"] or config.optimizer != "sgd":
         return "train_steps, learning_rate and optimizer belong to check 'train'"
+    return None
+
+
+def _relations_problem(config: RnnConfig) -> str | None:
+    """Problems with `relations`: known names, once each, for a built-in stack's forward pass, and what each needs."""
+    if not config.relations:
+        return None
+    unknown = [name for name in config.relations if name not in RELATIONS]
+    if unknown:
+        return f"relations must be among {', '.join(map(repr, RELATIONS))}, got {_short_number(unknown[0])}"
+    if len(set(config.relations)) != len(config.relations):
+        return f"relations lists a relation twice: {list(config.relations)}"
+    if config.model or config.check != "forward" or config.lengths or config.reshaped_at_export:
+        return ("relations are judged on a built-in RNN's forward pass: no model, check, lengths or export shape "
+                "(a case of their own)")
+    needs = {"chunked": (config.seq_len >= 3, "seq_len of at least 3 (it is cut in 2 and in 3)"),
+             "batch": (config.batch >= 2, "a batch of at least 2"),
+             "zero-state": (config.initial_state == "zeros", "initial_state 'zeros' (no state against zeros)"),
+             "padded": (not config.batch_first and config.initial_state == "zeros",
+                        "a sequence-first batch and a zero initial state (pack_padded_sequence takes no state)")}
+    for name in config.relations:
+        holds, what = needs[name]
+        if not holds:
+            return f"relation {name!r} needs {what}"
     return None
 
 

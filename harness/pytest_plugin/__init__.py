@@ -91,6 +91,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("harness: goldens written")
         for line in written:
             terminalreporter.write_line(line)
+    failing = config.stash[STATE].failing  # this process's (each xdist worker's item says its own command)
+    if failing:
+        terminalreporter.section("harness: accept these results")
+        terminalreporter.write_line(f"re-record the goldens of the {len(failing)} failing config(s): "
+                                    f"{config.stash[STATE].update_command(tuple(failing), force=True)}")
     lines = _stale_lines(config)
     if lines:
         terminalreporter.section("harness: stale goldens")

@@ -55,8 +55,12 @@ def item_outcome(state: PluginState, config_id: str, backend: str) -> Outcome:
     if cell.verdict is Verdict.UNSUPPORTED:
         return Outcome(xfail=f"unsupported: {cell.reason}")
     if cell.verdict.failing:
+        if cell.verdict is not Verdict.MISSING and config_id not in state.failing:
+            state.failing.append(config_id)
         note = [f"  (golden {recorded} by this run)"] if recorded else []
-        return Outcome(failure=(*failure_lines(cell), *note))
+        accept = ([] if cell.verdict is Verdict.MISSING else  # its reason already says how to record it
+                  [f"  accept it (re-record the golden): {state.update_command((config_id,), force=True)}"])
+        return Outcome(failure=(*failure_lines(cell), *note, *accept))
     return Outcome()
 
 

@@ -23,6 +23,7 @@ class PluginState:
     _session: Session | None = None
     _fixture: FixtureGoldens | None = None
     written: list[str] = field(default_factory=list)  # "recorded <path>" lines, said at the end of the session
+    failing: list[str] = field(default_factory=list)  # configs with a failing cell in this process, suite order seen
 
     @property
     def session(self) -> Session:
@@ -45,10 +46,21 @@ class PluginState:
                                            threads=int(self.values["threads"] or 1))
         return self._fixture
 
-    def record_hint(self, config_id: str) -> str:
+    def record_hint(self, config_id: str, force: bool = False) -> str:
+        """The pytest command line that records this config's golden (`force`: rewrites an existing one)."""
+        return self.update_command((config_id,), force=force)
+
+    def update_command(self, config_ids: tuple[str, ...], *, force: bool) -> str:
+        """The pytest command line that records (`force`: rewrites, accepting today's results) these configs'
+        goldens, with this session's --harness-suite and --harness-golden-dir."""
         suite = self.values.get("suite")
         flags = f" --harness-suite={suite}" if suite else ""
-        return f"pytest --harness{flags} --harness-golden-dir={self.golden_dir} --harness-update -k {config_id}"
+        rewrite = " --harness-force-update" if force else ""
+        # -k matches substrings of item names (test_golden[<config>-<backend>]): "[<config>-" selects this config
+        # only, where plain "rnn-h8-s1" would select rnn-h8-s10 too
+        selection = "'" + " or ".join(f"[{config_id}-" for config_id in config_ids) + "'"
+        return (f"pytest --harness{flags} --harness-golden-dir={self.golden_dir} --harness-update{rewrite} "
+                f"-k {selection}")
 
 
 STATE = pytest.StashKey[PluginState]()

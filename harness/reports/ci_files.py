@@ -7,7 +7,8 @@ import re
 import xml.etree.ElementTree as ElementTree
 
 from harness.judging.results import RunReport
-from harness.reports.merge import MergedReport
+from harness.reports.findings import accept_command, findings
+from harness.reports.merge import MatrixRow, MergedReport, agreement_mark
 from harness.reports.terminal import cell_text, failure_lines, summary_line, weights_warnings
 from harness.reports.text import counted, printable
 from harness.verdicts import Agreement, Verdict
@@ -51,8 +52,21 @@ def run_markdown(report: RunReport) -> str:
         entries = [_bold_if_failing(by_key[(config_id, b)].verdict, cell_text(by_key[(config_id, b)]))
                    if (config_id, b) in by_key else "" for b in report.backends]
         lines.append(f"| {_code(config_id)} | {' | '.join(entries)} |")
-    if report.failures:
-        lines += ["", "### Failures", "", *_fenced([line for cell in report.failures for line in failure_lines(cell)])]
+    found = findings(report)
+    if found:
+        lines += ["", "### Failures, one finding per cause", ""]
+        for number, finding in enumerate(found, 1):
+            representative = finding.representative
+            lines += [f"{number}. {_cell(finding.heading())}", "",
+                      *_fenced(failure_lines(representative, report.environment_changes.get(
+                          representative.config_id, ()))), ""]
+    missing = [cell for cell in report.failures if cell.verdict is Verdict.MISSING]
+    if missing:
+        lines += ["", "### Missing goldens", "", *_fenced([line for cell in missing for line in failure_lines(cell)])]
+    accept = accept_command(report)
+    if accept:
+        lines += ["", "### Accept these results", "", "Re-record the failing configs' goldens:", "",
+                  *_fenced([printable(accept)])]
     warnings = [printable(line) for line in weights_warnings(report) if line]  # passing cells whose weights changed
     if warnings:
         lines += ["", "### Weights changed", "", *_fenced(warnings)]
@@ -70,23 +84,23 @@ def merge_markdown(report: MergedReport) -> str:
         lines.append(f"| {_code(label)} | {len(cells)} | {sum(c.failing for c in cells)} | {_cell(shards)} |")
     backends = list(dict.fromkeys(row.backend for row in report.matrix))
     marks = {(row.config, row.backend): row for row in report.matrix}
-    lines += ["", "Agreement across environments: **=** bitwise, **~** within tolerance, **DRIFT**, **-** not run",
+    lines += ["", "Agreement across environments: **=** bitwise, **~** within tolerance, **DRIFT**; "
+                  "not run: unsupported, slow, unavailable, **-** mixed",
               "", f"| config | {' | '.join(map(_cell, backends))} |", f"|---|{'---|' * len(backends)}"]
     for config in dict.fromkeys(row.config for row in report.matrix):
         entries = []
         for backend in backends:
             row = marks.get((config, backend))
-            entries.append("" if row is None else _agreement_text(row.agreement, row.groups))
+            entries.append("" if row is None else _agreement_text(row))
         lines.append(f"| {_code(config)} | {' | '.join(entries)} |")
     return "\n".join(lines) + "\n"
 
 
-def _agreement_text(agreement: Agreement, groups: tuple[tuple[str, ...], ...]) -> str:
-    if agreement is Agreement.BITWISE:
-        return "="
-    if agreement is Agreement.TOLERANCE:
-        return "~ (" + _cell(" / ".join("+".join(group) for group in groups)) + ")"
-    return "**DRIFT**" if agreement is Agreement.DRIFT else "-"
+def _agreement_text(row: MatrixRow) -> str:
+    if row.agreement is Agreement.TOLERANCE:
+        return "~ (" + _cell(" / ".join("+".join(group) for group in row.groups)) + ")"
+    mark = agreement_mark(row)
+    return f"**{mark}**" if row.agreement is Agreement.DRIFT else mark
 
 
 def _bold_if_failing(verdict: Verdict, text: str) -> str:

@@ -9,6 +9,8 @@ from html import escape
 from typing import Any
 
 from harness.judging.results import CellResult, RunReport
+from harness.reports.findings import Finding, accept_command, findings
+from harness.reports.localisation import heat_map_html
 from harness.reports.merge import MergedReport
 from harness.reports.terminal import cell_text, failure_lines, summary_line
 from harness.reports.text import counted, printable
@@ -30,7 +32,7 @@ function openCell(id){var d=document.getElementById(id);if(d){d.open=true;d.scro
 FIXED_COLOURS = {
     Verdict.IDENTICAL: "#1a9850", Verdict.DRIFT: "#d73027", Verdict.SHAPE: "#7b3294",
     Verdict.INVARIANT: "#c51b7d", Verdict.NONDETERMINISTIC: "#f46d43", Verdict.ERROR: "#67001f",
-    Verdict.MISSING: "#fdae61",
+    Verdict.MISSING: "#fdae61", Verdict.CORRUPT: "#8c510a",
     Verdict.UNSUPPORTED: "#bdbdbd", Verdict.SLOW: "#e0e0e0", Verdict.UNAVAILABLE: "#f0f0f0",
 }
 AGREEMENT_COLOURS = {Agreement.BITWISE: "#1a9850", Agreement.TOLERANCE: "#a6d96a", Agreement.DRIFT: "#d73027",
@@ -65,7 +67,11 @@ def run_html(report: RunReport) -> str:
         entries = "".join(_heat_cell(by_key.get((config_id, backend)), _anchor(config_id, backend))
                           for backend in report.backends)
         rows.append(f"<tr><th>{_text(config_id)}</th>{entries}</tr>")
-    details = "".join(_details(cell, _anchor(cell.config_id, cell.backend)) for cell in report.failures)
+    details = "".join(_finding(number, finding) for number, finding in enumerate(findings(report), 1))
+    details += "".join(_details(cell, _anchor(cell.config_id, cell.backend)) for cell in report.failures
+                       if cell.verdict is Verdict.MISSING)
+    accept = accept_command(report)
+    details += f"<p>Accept these results: <code>{_text(accept)}</code></p>" if accept else ""
     legend = "".join(f'<span style="background:{c};color:{_text_colour(v)}">{_text(v.value)}</span>'
                      for v, c in FIXED_COLOURS.items())
     close = ('<span style="background:#a6d96a">close, 1 ulp</span>'
@@ -125,15 +131,22 @@ def _heat_cell(cell: CellResult | None, anchor: str) -> str:
 
 
 def _text_colour(verdict: Verdict) -> str:
-    dark = (Verdict.IDENTICAL, Verdict.DRIFT, Verdict.SHAPE, Verdict.ERROR, Verdict.INVARIANT, Verdict.NONDETERMINISTIC)
+    dark = (Verdict.IDENTICAL, Verdict.DRIFT, Verdict.SHAPE, Verdict.ERROR, Verdict.INVARIANT, Verdict.NONDETERMINISTIC,
+            Verdict.CORRUPT)
     return "#fff" if verdict in dark else "#222"
+
+
+def _finding(number: int, finding: Finding) -> str:
+    """One cause: its heading, then every cell's details (the representative's first)."""
+    cells = "".join(_details(cell, _anchor(cell.config_id, cell.backend)) for cell in finding.cells)
+    return f"<h3>[{number}] {_text(finding.heading())}</h3>{cells}"
 
 
 def _details(cell: CellResult, anchor: str) -> str:
     histograms = "".join(_histogram_svg(tensor.name, tensor.statistics.histogram)
                          for tensor in cell.tensors if tensor.statistics and not tensor.passed)
     return (f'<details id="{anchor}"><summary>{_text(cell.config_id)} x {_text(cell.backend)}: '
-            f"{_text(cell.verdict.value)}</summary>{histograms}"
+            f"{_text(cell.verdict.value)}</summary>{histograms}{heat_map_html(cell.localisation)}"
             f"<pre>{escape(chr(10).join(failure_lines(cell)))}</pre></details>")  # lines already printable
 
 

@@ -4,7 +4,9 @@ Schema ``harness.report/1`` (documented in README.md, "JSON report"):
   schema, harness_version, suite, golden_dir, exit_code, wall_seconds,
   summary {cells, failing, by_verdict {verdict: count}},
   environment {packages, python, platform, machine, cpu, cpu_flags, cpu_count, torch_threads, cuda},
-  environment_changes {config_id: [line]}, backends [name], unavailable {name: reason}, configs [id],
+  environment_changes {config_id: [line]}, findings [{cause, verdicts [verdict], cells [[config, backend]]}],
+  accept_command (re-records the failing configs' goldens; "" when nothing fails),
+  backends [name], unavailable {name: reason}, configs [id],
   cells [{config, backend, verdict, failing, reason, reason_detail (the whole upstream error) | null,
           recorded_limitation {status, recorded, recorded_detail, observed, record_command} | null, cause,
           weights_changed [parameter] | null, oracle, golden_oracle,
@@ -27,6 +29,7 @@ from typing import Any
 from harness import __version__
 from harness.judging.compare import OracleDistance, TensorComparison
 from harness.judging.results import CellResult, LimitationStatus, ProbeResult, RunReport
+from harness.reports.findings import accept_command, findings
 from harness.reports.probes import probe_documents
 from harness.reports.text import finite, json_safe
 from harness.reports.upstream_errors import rerecord_command
@@ -64,6 +67,10 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "leftovers": list(report.leftovers),
         "warnings": list(report.warnings),
         "upstream_findings": upstream_findings(report),
+        "findings": [{"cause": finding.cause, "verdicts": list(finding.verdicts),
+                      "cells": [[cell.config_id, cell.backend] for cell in finding.cells]}
+                     for finding in findings(report)],
+        "accept_command": accept_command(report),
         "cells": [cell_document(cell, report) for cell in report.cells],
     }
 
@@ -89,12 +96,14 @@ def cell_document(cell: CellResult, report: RunReport | None = None) -> dict[str
         "weights_changed": list(cell.weights_changed.parameters) if cell.weights_changed else None,
         "oracle": _distance_document(cell.oracle),
         "invariant_violations": list(cell.invariant_violations),
+        **({"relations": [outcome.to_dict() for outcome in cell.relations]} if cell.relations else {}),
         "argmax_changed": cell.argmax_changed,
         "analysis": list(cell.analysis),
         "past": json_safe(dataclasses.asdict(cell.past)) if cell.past else None,
         "artifact": _artifact_document(cell),
         "artifact_source": cell.artifact_source or None,
         "runtime_finding": cell.runtime_finding or None,
+        **({"localisation": json_safe(cell.localisation.to_dict())} if cell.localisation else {}),
         "golden_oracle": _distance_document(cell.golden_oracle),
         "tolerance": dataclasses.asdict(cell.tolerance) if cell.tolerance else None,
         "max_abs": finite(cell.max_abs),

@@ -227,11 +227,26 @@ def _number(value: float | str) -> str:
 AGREEMENT_MARK = {Agreement.BITWISE: "=", Agreement.TOLERANCE: "~", Agreement.DRIFT: "DRIFT", Agreement.NOT_RUN: "-"}
 
 
+NOT_RUN_MARKS = {Verdict.UNSUPPORTED.value: "unsupported", Verdict.SLOW.value: "slow",
+                 Verdict.UNAVAILABLE.value: "unavailable"}
+MATRIX_LEGEND = ("across environments: = bitwise everywhere, ~ differ but all within tolerance, DRIFT somewhere; "
+                 "not run: unsupported, slow (left out; --all), unavailable (the backend cannot run there), "
+                 "- mixed")
+
+
+def agreement_mark(row: MatrixRow) -> str:
+    """A matrix entry: the agreement, or for a row no environment computed, why (unsupported, slow, unavailable;
+    "-" when the environments give different reasons)."""
+    if row.agreement is not Agreement.NOT_RUN:
+        return AGREEMENT_MARK[row.agreement]
+    reasons = {NOT_RUN_MARKS.get(cell.verdict, "-") for cell in row.cells.values()}
+    return reasons.pop() if len(reasons) == 1 else "-"
+
+
 def _matrix_table(report: MergedReport) -> list[str]:
     backends = list(dict.fromkeys(row.backend for row in report.matrix))
     configs = list(dict.fromkeys(row.config for row in report.matrix))
-    marks = {(row.config, row.backend): AGREEMENT_MARK[row.agreement] for row in report.matrix}
+    marks = {(row.config, row.backend): agreement_mark(row) for row in report.matrix}
     header = ["config", *backends]
     rows = [[config, *(marks.get((config, backend), "") for backend in backends)] for config in configs]
-    legend = "across environments: = bitwise everywhere, ~ differ but all within tolerance, DRIFT somewhere, - not run"
-    return [legend, *text_table(header, rows)]
+    return [MATRIX_LEGEND, *text_table(header, rows)]

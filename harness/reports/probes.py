@@ -24,10 +24,7 @@ def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
              for (config_id, backend), verdicts in rows.items()]
     lines = ["Determinism probes (each must be bitwise; n/a = the setting does not reach that backend):", ""]
     lines += text_table(header, table)
-    failures = [result for result in results if result.failing]
-    if failures:
-        lines += ["", "Probe failures:"]
-        lines += [f"  {r.config_id} x {r.backend}: probe {r.probe}: {r.verdict.value}: {r.detail}" for r in failures]
+    lines += failure_lines(results)
     differs = [result for result in results if result.verdict is ProbeVerdict.DIFFERS and not result.failing]
     if differs:
         lines += ["", "Settings that change bits (the harness pins them: torch threads, ORT threads and "
@@ -39,6 +36,24 @@ def probe_lines(results: tuple[ProbeResult, ...]) -> list[str]:
         lines += [f"  {config_id} x {backend}: {detail}" for (config_id, backend), detail in unsupported.items()]
     lines += ["", probe_summary(results)]
     return printable_lines(lines)
+
+
+def failure_lines(results: tuple[ProbeResult, ...]) -> list[str]:
+    """One line per failing cell (config x backend): its failing probes that say the same thing share the line
+    (a backend that cannot prepare fails every probe with one error: it is said once)."""
+    grouped: dict[tuple[str, str], dict[tuple[str, str], list[str]]] = {}
+    for result in results:
+        if result.failing:
+            cell = grouped.setdefault((result.config_id, result.backend), {})
+            cell.setdefault((result.verdict.value, result.detail), []).append(result.probe)
+    if not grouped:
+        return []
+    lines = ["", f"Probe failures ({len(grouped)} cells):"]
+    for (config_id, backend), outcomes in grouped.items():
+        parts = [f"{'probe' if len(probes) == 1 else 'probes'} {', '.join(probes)}: {verdict}: {detail}"
+                 for (verdict, detail), probes in outcomes.items()]
+        lines.append(f"  {config_id} x {backend}: " + "; ".join(parts))
+    return lines
 
 
 def probe_summary(results: tuple[ProbeResult, ...]) -> str:

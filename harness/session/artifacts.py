@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +40,15 @@ if TYPE_CHECKING:  # building a case imports torch
 
 Outputs = dict[str, np.ndarray]
 KEY_PACKAGES = ("torch", "onnx", "onnxscript")  # what decides an export's bytes, besides the harness itself
+
+
+# Obtained.source of a cache hit: an entry an earlier run (or another process) wrote, or one this run exported
+# for another cell of the same model (backends sharing an export, a control export): not "loaded" from the cache.
+CACHE_EARLIER = "cache"
+CACHE_THIS_RUN = "cache (exported earlier in this run)"
+# The keys each cache (one per run: Session.cache) had exported into it by this process: a later hit on one is
+# this run's own export. Weak: a finished run's cache and its keys go with it.
+_EXPORTED_HERE: weakref.WeakKeyDictionary[ExportCache, set[str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +113,8 @@ def obtain(case: Case, backend: ArtifactBackend, cache: ExportCache | None) -> O
     if cache:
         lookup = cache.get(key, built_in_rnn=not case.config.model)
         if lookup.entry is not None:
-            return Obtained(artifact=lookup.entry.artifact, notes=lookup.entry.notes, source="cache")
+            source = CACHE_THIS_RUN if key in _EXPORTED_HERE.get(cache, ()) else CACHE_EARLIER
+            return Obtained(artifact=lookup.entry.artifact, notes=lookup.entry.notes, source=source)
         discarded = lookup.discarded
     with captured_upstream_messages() as upstream:
         artifact = backend.export(case)
@@ -111,6 +122,7 @@ def obtain(case: Case, backend: ArtifactBackend, cache: ExportCache | None) -> O
     if cache:
         problem = cache.put(key, artifact, notes)
         notes = (*notes, problem) if problem else notes
+        _EXPORTED_HERE.setdefault(cache, set()).add(key)
     source = f"exported (cache entry discarded: {discarded})" if discarded else "exported"
     return Obtained(artifact=artifact, notes=notes, source=source)
 

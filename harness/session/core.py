@@ -42,6 +42,7 @@ from harness.model.shard import select_shard
 from harness.model.suite import Suite, load_suite
 from harness.model.tolerance import LOOSE_FLOAT32_ATOL, TolerancePolicy
 from harness.session.artifacts import stored_entry
+from harness.session.localise import localise_run_cell
 from harness.session.execution import case_facts, environment_now, execute, judged_cell, pinned_threads
 from harness.session.record import RecordResult, backend_settings, describe_changes, fingerprint_backends
 from harness.session.settings import Settings, policy_for
@@ -71,13 +72,15 @@ def calibration_for(config: RnnConfig, reference: dict[str, np.ndarray], facts: 
 class Session:
     """A harness run over one suite, golden directory and set of backends (see Settings)."""
 
-    def __init__(self, settings: Settings | None = None, *, record_hint: Callable[[str], str] | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *,
+                 record_hint: Callable[[str, bool], str] | None = None) -> None:
         self.settings = settings or Settings()
         self._record_hint = record_hint or self.cli_record_hint
         self._cases: dict[str, PreparedCase] = {}
         self._goldens: dict[str, Golden | None] = {}
         self._written: set[str] = set()  # goldens this process recorded through ensure_golden
         self._over_budget: dict[str, str] = {}  # config id -> why its case could not be built within the budget
+        self._refused: dict[str, str] = {}  # config id -> why its golden was refused (corrupt): read once
 
     # --- what the session runs -------------------------------------------------------------------
 
@@ -162,9 +165,21 @@ class Session:
         or was recorded for a different config."""
         if self.settings.live_reference:
             return self._live_golden(config)
+        if config.id in self._refused:
+            raise GoldenError(self._refused[config.id])
         if config.id not in self._goldens:
-            self._goldens[config.id] = self.store.load_for(config) if self.store.exists(config.id) else None
+            try:
+                self._goldens[config.id] = self.store.load_for(config) if self.store.exists(config.id) else None
+            except GoldenError as error:
+                self._refused[config.id] = error.message
+                raise
         return self._goldens[config.id]
+
+    def corrupt_cell(self, config_id: str, backend_name: str, error: GoldenError) -> CellResult:
+        """A cell whose golden or stored artifact was refused: CORRUPT with the one-line reason and the command
+        that records it again; it costs only its own cells (every other cell is still judged; exit 2)."""
+        return CellResult(config_id=config_id, backend=backend_name, verdict=Verdict.CORRUPT,
+                          reason=f"{error.message}; record it again: {self._record_hint(config_id, True)}")
 
     def stale_goldens(self) -> tuple[str, ...]:
         """Suite goldens in the directory that no config of the whole suite uses (independent of the
@@ -201,6 +216,7 @@ class Session:
             artifacts={backend: stored_entry(config.id, backend, artifact, built_in_rnn=not config.model)
                        for backend, artifact in recorded.artifacts.items()},
             calibration=calibration_for(config, reference, prepared.facts),
+            stored_inputs=dict(prepared.case.inputs) if config.inputs else {},  # a replay cannot call the function
         )
         path, cleaned = self.store.write(
             golden, force=force, artifacts={backend: artifact.data for backend, artifact in recorded.artifacts.items()})
@@ -215,7 +231,9 @@ class Session:
         if not update or (exists and not force) or config.id in self._written:
             return ""
         try:
-            self.record(config, force=exists, fingerprint=False)
+            # A user's model is fingerprinted as `harness record` does: a backend that cannot take it is
+            # recorded as unsupported there, and the items that follow pass instead of failing each run.
+            self.record(config, force=exists, fingerprint=bool(config.model))
         except GoldenError:
             if exists or not self.store.exists(config.id):  # else another xdist worker won a race writing it
                 raise
@@ -254,6 +272,8 @@ class Session:
         try:
             with cell_budget(self.settings.cell_budget):
                 return self._judge_within_budget(config, backend_name)
+        except GoldenError as error:  # its golden, or the artifact stored with it, was refused by its gate
+            return self.corrupt_cell(config.id, backend_name, error)
         except CellBudgetExceeded as error:
             if config.id not in self._cases:  # the case itself (or a live golden) took the budget
                 self._over_budget[config.id] = f"building the case and its reference: {error}"
@@ -278,7 +298,9 @@ class Session:
                                include_slow=self.settings.include_slow, cache=self.cache,
                                store=None if self.settings.live_reference else self.store)
         # A live reference has no recorded fingerprints: there is no past to compare with.
-        return dataclasses.replace(cell, past=None) if self.settings.live_reference else cell
+        if self.settings.live_reference:
+            return dataclasses.replace(cell, past=None)
+        return localise_run_cell(self, config, cell)  # a DRIFT cell: where in the stack it starts
 
     def run(self, on_cell: Callable[[CellResult], None] | None = None) -> RunReport:
         """Every selected config on every backend of the session, each judged against its golden."""
@@ -354,11 +376,11 @@ class Session:
             parts += ["--golden-dir", str(self.settings.golden_dir)]
         return " ".join(parts)
 
-    def cli_record_hint(self, config_id: str) -> str:
-        return f"{self.cli_command('record')} --config {config_id}"
+    def cli_record_hint(self, config_id: str, force: bool = False) -> str:
+        return f"{self.cli_command('record')}{' --force' if force else ''} --config {config_id}"
 
     def missing_reason(self, config_id: str) -> str:
-        return f"no golden {self.store.manifest_path(config_id)}; record it: {self._record_hint(config_id)}"
+        return f"no golden {self.store.manifest_path(config_id)}; record it: {self._record_hint(config_id, False)}"
 
     # --- internals -------------------------------------------------------------------------------
 

@@ -199,6 +199,11 @@ def judged_cell(
         notes = (*execution.notes, f"known limitation did not reproduce: {known}")
         execution = dataclasses.replace(execution, notes=notes)
     judged = judge_cell(facts, backend.name, golden, execution, tolerance)
+    if config.relations:
+        from harness.session.relations import with_relations
+
+        recorded_relations = golden.backend_fingerprints.get(backend.name, {}).get("relations")
+        judged = with_relations(judged, case, backend, tolerance, recorded_relations)
     if recorded is not None:  # recorded as unable to take the model, it runs now: judged, and said so
         judged = dataclasses.replace(judged, limitation=limitation(LimitationStatus.RESOLVED, recorded))
     if judged.verdict in (Verdict.SHAPE, Verdict.DRIFT) and config.reshaped_at_export:

@@ -17,7 +17,9 @@ import numpy as np
 
 from harness.backends.base import Backend, NoAutogradError, PreparedModel, autograd_problem
 from harness.backends.capture import captured_upstream_messages, first_line
+from harness.errors import HarnessError
 from harness.judging.compare import compare_outputs
+from harness.judging.limitations import RecordedFailure, recorded_failure, same_failure
 from harness.judging.results import PROBES, SETTING_PROBES, ProbeResult
 from harness.model.case import Case, build_module, weights_sha256
 from harness.model.config import RnnConfig
@@ -49,7 +51,8 @@ def run_probes(session: Session, options: ProbeSettings) -> tuple[ProbeResult, .
             for backend in backends:
                 if backend.is_slow(config) and not session.settings.include_slow:
                     continue
-                cell_results, sha = _probe_cell(case, backend, options, session.settings.threads)
+                recorded = _recorded_failure(session, config, backend.name)
+                cell_results, sha = _probe_cell(case, backend, options, session.settings.threads, recorded)
                 cell_results = [dataclasses.replace(r, strict=options.strict_settings) for r in cell_results]
                 in_process_sha[(config.id, backend.name)] = sha
                 results += cell_results
@@ -61,7 +64,20 @@ def run_probes(session: Session, options: ProbeSettings) -> tuple[ProbeResult, .
     return tuple(results)
 
 
-def _probe_cell(case: Case, backend: Backend, options: ProbeSettings, threads: int) -> tuple[list[ProbeResult], str]:
+def _recorded_failure(session: Session, config: RnnConfig, backend: str) -> RecordedFailure | None:
+    """The golden's record that this backend cannot take the user's model, if a readable golden holds one (the
+    probes need no golden: an unreadable one is `run`'s to report)."""
+    if not config.model:
+        return None
+    try:
+        golden = session.golden(config)
+    except HarnessError:
+        return None
+    return recorded_failure(config, golden, backend) if golden is not None else None
+
+
+def _probe_cell(case: Case, backend: Backend, options: ProbeSettings, threads: int,
+                recorded: RecordedFailure | None = None) -> tuple[list[ProbeResult], str]:
     make = _maker(case.config.id, backend.name)
     try:
         with captured_upstream_messages():
@@ -81,6 +97,8 @@ def _probe_cell(case: Case, backend: Backend, options: ProbeSettings, threads: i
             probes += _backend_probes(make, backend, case)
     except Exception as error:  # a backend that fails to run has nothing to probe
         limitation = str(error) if isinstance(error, NoAutogradError) else backend.known_limitation(case.config)
+        if not limitation and recorded is not None and same_failure(recorded.reason, first_line(error)):
+            limitation = f"recorded: {recorded.reason}"  # as the golden recorded it for this model: not a failure
         verdict, reason = ((ProbeVerdict.UNSUPPORTED, limitation) if limitation
                            else (ProbeVerdict.ERROR, first_line(error)))
         return [make(probe, verdict, reason) for probe in PROBES if probe != "seed"], ""

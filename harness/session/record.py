@@ -102,7 +102,15 @@ def _fingerprint(case: Case, backend: Backend, reference: Outputs, cache: Export
         "sha256": arrays_sha256(execution.first),
         "max_ulps_to_reference": max(c.max_ulps for c in comparisons),
         "max_abs_to_reference": max(c.max_abs for c in comparisons),
+        **({"relations": _relations(case, backend)} if case.config.relations else {}),
     }, execution
+
+
+def _relations(case: Case, backend: Backend) -> dict[str, Any]:
+    """Whether each of the case's relations held bitwise on the backend (judged later runs compare with it)."""
+    from harness.session.relations import recorded_relations
+
+    return recorded_relations(case, backend)
 
 
 def backend_settings(backend: Backend) -> dict[str, Any]:

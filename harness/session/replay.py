@@ -13,22 +13,23 @@ import importlib
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.backends import DEFAULT_BACKENDS, expand_backend_names, get_backend
-from harness.backends.base import Artifact, ArtifactBackend, Backend
+from harness.backends.base import Artifact, ArtifactBackend, Backend, loading_availability
 from harness.backends.bounded import MemoryBoundExceeded
 from harness.backends.capture import first_line
 from harness.backends.deadline import CellBudgetExceeded, cell_budget
-from harness.errors import BackendUnavailableError
+from harness.errors import BackendUnavailableError, GoldenError, printable
 from harness.judging.judge import CaseFacts, judge_cell
 from harness.judging.results import CellResult, RunReport
 from harness.judging.sensitivity import insensitive_outputs, insensitive_reason
 from harness.model.config import RnnConfig
 from harness.model.environment import current_environment, environment_label
 from harness.model.hashing import arrays_sha256
-from harness.model.inputs import build_inputs, probe_inputs
+from harness.model.inputs import probe_inputs
 from harness.session.artifacts import attribute_artifact
+from harness.session.localise import localise_replayed_cell
 from harness.session.stored_runs import run_stored
 from harness.store.golden import Golden
 from harness.verdicts import Verdict
@@ -49,10 +50,17 @@ def replay(session: Session, on_cell: Callable[[CellResult], None] | None = None
     cells: list[CellResult] = []
     probed_files: dict[str, tuple[str, ...]] = {}  # artifact sha256 -> its outputs that ignored the probe input
     for config in session.configs:
-        golden = session.golden(config)
+        try:
+            golden = session.golden(config)
+        except GoldenError as error:  # a refused golden costs its own cells only
+            refused: GoldenError | None = error
+            golden = None
+        else:
+            refused = None
         for name in names:
             cell = (CellResult(config_id=config.id, backend=name, verdict=Verdict.UNAVAILABLE, reason=unavailable[name])
-                    if name in unavailable else _replayed_cell(session, config, golden, backends[name], probed_files))
+                    if name in unavailable else session.corrupt_cell(config.id, name, refused) if refused else
+                    _replayed_cell(session, config, golden, backends[name], probed_files))
             cells.append(cell)
             if on_cell:
                 on_cell(cell)
@@ -90,7 +98,7 @@ def _replayable(names: tuple[str, ...], *, required: bool) -> tuple[dict[str, Ar
             unavailable[name] = (f"replaying its {backend.artifact_kind} artifacts needs {', '.join(missing)}, "
                                  "which cannot be imported here")
             continue
-        status = backend.availability()
+        status = loading_availability(backend)  # not what exporting needs: onnxscript, say
         if not status.available:
             unavailable[name] = status.reason
             continue
@@ -109,11 +117,14 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     entry = golden.artifacts.get(backend.name)
     if entry is None:
         return _without_artifact(session, config, golden, backend)
-    inputs = build_inputs(config)
+    inputs = golden.inputs()
     if arrays_sha256(inputs) != golden.inputs_sha256:
         return cell(verdict=Verdict.ERROR, reason="the inputs rebuilt here differ from those the golden was recorded "
                                                   "with (inputs sha256): NumPy's generators changed?")
-    stored = session.store.verified_artifact(golden, backend.name)  # its gate: GoldenError (exit 2) when refused
+    try:
+        stored = session.store.verified_artifact(golden, backend.name)  # its gate refuses what it cannot prove
+    except GoldenError as error:
+        return session.corrupt_cell(config.id, backend.name, error)
     artifact = Artifact(kind=entry.kind, data=stored.data, producer=entry.producer)
     # A built-in RNN's outputs move with its input: probed on a second one, an artifact outputting the golden's
     # constants is caught (a user's model may ignore some input on purpose: not probed).
@@ -143,7 +154,9 @@ def _replayed_cell(session: Session, config: RnnConfig, golden: Golden | None, b
     if still:
         return dataclasses.replace(judged, verdict=Verdict.ERROR, reason=insensitive_reason(still),
                                    artifact_check=check)
-    return dataclasses.replace(judged, artifact_check=check)
+    return localise_replayed_cell(session, config, dataclasses.replace(judged, artifact_check=check), backend=backend,
+                                  artifact=artifact, inputs=inputs, golden_weights_sha256=golden.weights_sha256,
+                                  bounded=stored.facts.bounded)
 
 
 def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backend: ArtifactBackend) -> CellResult:
@@ -154,14 +167,16 @@ def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backe
         return cell(verdict=Verdict.UNSUPPORTED, reason=f"nothing stored: replay runs stored forward models, and "
                                                         f"check {config.check!r} needs autograd (`harness run`)")
     if fingerprint.get("status") == "unsupported":
-        return cell(verdict=Verdict.UNSUPPORTED, reason=f"nothing stored: at record time {fingerprint['reason']}")
+        return cell(verdict=Verdict.UNSUPPORTED, reason=f"nothing stored: at record time {fingerprint['reason']}",
+                    reason_detail=_recorded_detail(fingerprint))
     if fingerprint.get("status") == "error":
-        return cell(verdict=Verdict.ERROR, reason=f"nothing stored: at record time {fingerprint['reason']}")
+        return cell(verdict=Verdict.ERROR, reason=f"nothing stored: at record time {fingerprint['reason']}",
+                    reason_detail=_recorded_detail(fingerprint))
     if backend.is_slow(config) and not fingerprint:
         return cell(verdict=Verdict.SLOW, reason="no artifact stored: left out of the record as slow (record --all)")
     return cell(verdict=Verdict.MISSING,
                 reason=f"the golden stores no artifact of {backend.name} (recorded before artifacts were stored, "
-                       f"or with --reference-only); record it again: {session.cli_record_hint(config.id)} --force")
+                       f"or with --reference-only); record it again: {session.cli_record_hint(config.id, force=True)}")
 
 
 def _importable(package: str) -> bool:
@@ -170,3 +185,9 @@ def _importable(package: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def _recorded_detail(fingerprint: dict[str, Any]) -> str:
+    """The whole upstream error the golden recorded with the failure (read from a file: every line escaped)."""
+    detail = str(fingerprint.get("detail", ""))
+    return "\n".join(printable(line) for line in detail.split("\n")) if detail else ""

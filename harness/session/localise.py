@@ -1,0 +1,169 @@
+"""Localising a drifting cell: the float64 reference rebuilt from the seeded model (its weights checked against
+the golden's), the backend's per-layer states (harness.backends.layer_states), and the analysis
+(harness.judging.localisation). Runs for DRIFT cells of `run` and `replay`, and for any cell on request
+(`harness explain`). Never raises: a cell that cannot be localised says why in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import io
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.backends.base import Artifact, ArtifactBackend, Backend
+from harness.backends.capture import first_line
+from harness.judging.localisation import Localisation, StackStates, localise, skipped
+from harness.judging.results import CellResult, RunReport
+from harness.model.config import RnnConfig
+from harness.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from harness.model.case import Case
+    from harness.session.core import Session
+
+TORCH_ARTIFACTS = ("torchscript", "torch-export")
+
+
+def with_localisation(cell: CellResult, localisation: Localisation | None) -> CellResult:
+    return cell if localisation is None else dataclasses.replace(cell, localisation=localisation)
+
+
+def localise_cell(cell: CellResult, *, config: RnnConfig, backend: Backend, inputs: dict[str, np.ndarray],
+                  golden_weights_sha256: str, artifact: Artifact | None = None,
+                  case: Case | None = None) -> Localisation:
+    """The cell's localisation against the float64 reference of the golden's model; `skipped` says why not."""
+    started = time.perf_counter()
+    if importlib.util.find_spec("torch") is None:
+        return skipped("torch cannot be imported here: the float64 reference and one-step runs need it")
+    from harness.backends.layer_states import NotLocalisable, check_localisable
+
+    try:
+        check_localisable(config)
+        found = _localised(cell, config=config, backend=backend, inputs=inputs, artifact=artifact, case=case,
+                           golden_weights_sha256=golden_weights_sha256)
+    except NotLocalisable as error:
+        return skipped(str(error))
+    except Exception as error:  # an analysis that fails must not turn a judged cell into a crash
+        return skipped(f"could not localise: {first_line(error)}")
+    return dataclasses.replace(found, seconds=time.perf_counter() - started)
+
+
+def _localised(cell: CellResult, *, config: RnnConfig, backend: Backend, inputs: dict[str, np.ndarray],
+               artifact: Artifact | None, case: Case | None, golden_weights_sha256: str) -> Localisation:
+    from harness.backends.layer_states import (
+        NotLocalisable,
+        onnx_states,
+        reference_stack,
+        stack_parameters,
+        torch_states,
+    )
+    from harness.model.case import build_case
+
+    case = case or build_case(config)
+    if case.weights_sha256 != golden_weights_sha256:
+        raise NotLocalisable("the seeded model's weights are not the golden's: there is no reference to step")
+    reference = reference_stack(case.module, config, inputs)
+    if artifact is not None and artifact.kind == "onnx" and isinstance(backend, ArtifactBackend):
+        free, local, notes = onnx_states(backend, artifact, config, inputs, reference)
+    elif artifact is not None and artifact.kind in TORCH_ARTIFACTS:
+        parameters = stack_parameters(_artifact_state_dict(artifact))
+        free, local, notes = torch_states(parameters, config, inputs, reference)
+    elif backend.uses_torch_kernels:
+        free, local, notes = torch_states(stack_parameters(case.module.state_dict()), config, inputs, reference)
+    else:
+        raise NotLocalisable(f"{backend.name} supplies no per-layer states (neither an ONNX artifact nor torch's "
+                             "kernels)")
+    states = StackStates(reference=reference.h, free=free, local=local, notes=notes)
+    return localise(states, tolerance=cell.tolerance, dtype=config.dtype)
+
+
+def _artifact_state_dict(artifact: Artifact) -> dict[str, Any]:
+    """A stored torch artifact's own parameters (a tampered artifact's, not the seeded module's); its gate has
+    passed it before the replay loaded it."""
+    import torch
+
+    if artifact.kind == "torchscript":
+        loaded = torch.jit.load(io.BytesIO(artifact.data), map_location="cpu")  # type: ignore[no-untyped-call]
+        return dict(loaded.state_dict())
+    program = torch.export.load(io.BytesIO(artifact.data))
+    return dict(program.state_dict)
+
+
+def localise_run_cell(session: Session, config: RnnConfig, cell: CellResult, *, force: bool = False) -> CellResult:
+    """A `run` cell with its localisation: DRIFT cells (or any judged cell when forced) of built-in stacks."""
+    if cell.localisation is not None or not (force or cell.verdict is Verdict.DRIFT) or not cell.tensors \
+            or session.settings.live_reference:
+        return cell
+    golden = session.golden(config)
+    if golden is None:
+        return cell
+    from harness.session.artifacts import artifact_backend, obtain
+
+    prepared = session.prepared(config)
+    backend = session.backend(cell.backend)
+    exporting = artifact_backend(backend)
+    try:
+        artifact = obtain(prepared.case, exporting, session.cache).artifact if exporting else None
+    except Exception as error:  # it exported a moment ago; a failure now is a finding, not a crash
+        return with_localisation(cell, skipped(f"could not export again: {first_line(error)}"))
+    with session.pinned():
+        found = localise_cell(cell, config=config, backend=backend, inputs=prepared.case.inputs, artifact=artifact,
+                              case=prepared.case, golden_weights_sha256=golden.weights_sha256)
+    return with_localisation(cell, found)
+
+
+def localise_replayed_cell(session: Session, config: RnnConfig, cell: CellResult, *, backend: Backend,
+                           artifact: Artifact, inputs: dict[str, np.ndarray], golden_weights_sha256: str,
+                           bounded: bool = False, force: bool = False) -> CellResult:
+    """A `replay` cell with its localisation: the stored artifact's states against the golden model's reference
+    (without torch, skipped with the reason). A torch artifact its gate runs only in a bounded worker is not
+    loaded here."""
+    if cell.localisation is not None or not (force or cell.verdict is Verdict.DRIFT) or not cell.tensors:
+        return cell
+    if bounded and artifact.kind in TORCH_ARTIFACTS:
+        return with_localisation(cell, skipped("the stored artifact runs only in a bounded worker: its weights are "
+                                               "not loaded in this process"))
+    pinned = session.pinned() if importlib.util.find_spec("torch") else contextlib.nullcontext()
+    with pinned:
+        found = localise_cell(cell, config=config, backend=backend, inputs=inputs, artifact=artifact,
+                              golden_weights_sha256=golden_weights_sha256)
+    return with_localisation(cell, found)
+
+
+def explain(session: Session, *, stored: bool) -> RunReport:
+    """`harness explain ID --backend B`: the session's one cell run (or, stored, replayed) and localised whatever
+    its verdict."""
+    if stored:
+        from harness.session.replay import replay
+
+        report = replay(session)
+        cells = tuple(_stored_localised(session, cell) for cell in report.cells)
+    else:
+        report = session.run()
+        cells = tuple(localise_run_cell(session, session.config(cell.config_id), cell, force=True)
+                      for cell in report.cells)
+    return dataclasses.replace(report, cells=cells)
+
+
+def _stored_localised(session: Session, cell: CellResult) -> CellResult:
+    from harness.backends import get_backend
+    from harness.errors import GoldenError
+
+    config = session.config(cell.config_id)
+    golden = session.golden(config)
+    entry = golden.artifacts.get(cell.backend) if golden else None
+    if golden is None or entry is None or not cell.tensors:
+        return cell
+    try:
+        stored = session.store.verified_artifact(golden, cell.backend)
+    except GoldenError:  # the replay has said so already
+        return cell
+    artifact = Artifact(kind=entry.kind, data=stored.data, producer=entry.producer)
+    return localise_replayed_cell(session, config, cell, backend=get_backend(cell.backend), artifact=artifact,
+                                  inputs=golden.inputs(), golden_weights_sha256=golden.weights_sha256,
+                                  bounded=stored.facts.bounded, force=True)
