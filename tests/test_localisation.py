@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,6 +21,7 @@ from onnx import numpy_helper
 
 from harness.backends.layer_states import reference_stack, stack_parameters, torch_states
 from harness.judging.localisation import StackStates, localise
+from harness.judging.results import RunReport
 from harness.model.case import build_case
 from harness.model.config import RnnConfig
 from harness.model.tolerance import Tolerance
@@ -214,3 +216,84 @@ def test_the_html_heat_map_renders_in_headless_chromium(cli: Callable[..., CliRe
     hottest = max(cell["localisation"]["per_layer"][0]["local"])  # layer 1 forward at step 1
     colour = _colour(hottest, cell["localisation"]["noise"])
     assert counts.get(tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)), 0) >= 100  # its 13 x 13 square (less stroke)
+
+
+# --- cost, on the largest default config (pytest-benchmark; compare within a group) ----------------------------
+
+LARGEST = "lstm-h128-l2-bi-t32b8-s0"  # 2-layer bidirectional LSTM, 32 steps, hidden 128
+
+
+@pytest.mark.parametrize("what", ["plain", "localised"])
+@pytest.mark.parametrize(("command", "backend"), [("replay", "onnxruntime-legacy"), ("run", "eager")])
+def test_localisation_cost_against_a_plain_cell(benchmark: Any, command: str, backend: str, what: str) -> None:
+    """One cell of `replay` (or `run`) as it is, against the same cell localised (`harness explain`)."""
+    from harness.session.core import Session
+    from harness.session.explain import explain
+    from harness.session.replay import replay
+    from harness.session.settings import Settings
+
+    stored = command == "replay"
+
+    def once() -> RunReport:
+        session = Session(Settings(configs=(LARGEST,), backends=(backend,)))
+        if what == "localised":
+            return explain(session, stored=stored)
+        return replay(session) if stored else session.run()
+
+    benchmark.group = f"localisation cost: {command} {LARGEST} x {backend}"
+    report = benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=1)
+    (cell,) = report.cells
+    assert not cell.verdict.failing
+    assert (cell.localisation is not None) == (what == "localised")
+
+
+# --- a user's model, by submodule -----------------------------------------------------------------------------------
+
+REAL_MODELS = Path(__file__).resolve().parent.parent / "examples" / "real-models"
+WORD_LM = "word-language-model.build-lstm-h16-l2-tokens-t6b4-s0"  # embedding -> 2-layer LSTM -> linear
+
+
+def nudge_the_decoder(model: onnx.ModelProto) -> None:
+    matmul = next(node for node in model.graph.node if node.op_type == "MatMul")  # the decoder's only MatMul
+    initializer = next(tensor for tensor in model.graph.initializer if tensor.name in matmul.input)
+    weights = numpy_helper.to_array(initializer).copy()
+    weights[0, 0] += 0.05
+    initializer.CopyFrom(numpy_helper.from_array(weights, initializer.name))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime-legacy", "onnxruntime-dynamo"])
+def test_a_users_model_with_perturbed_decoder_weights_moves_first_at_the_decoder(
+        cli: Callable[..., CliResult], tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    golden = tmp_path / "golden"
+    (golden / "artifacts").mkdir(parents=True)
+    manifest = json.loads((REAL_MODELS / "golden" / f"{WORD_LM}.json").read_text())
+    shutil.copy2(REAL_MODELS / "golden" / f"{WORD_LM}.json", golden)
+    shutil.copy2(REAL_MODELS / "golden" / manifest["tensors_file"], golden)
+    for entry in manifest["artifacts"].values():
+        shutil.copy2(REAL_MODELS / "golden" / "artifacts" / entry["file"], golden / "artifacts")
+    plant(golden, WORD_LM, backend, nudge_the_decoder)
+    monkeypatch.chdir(REAL_MODELS)  # the suite finds its modules next to itself
+    report = tmp_path / "report.json"
+    result = cli("replay", "--suite", "suite.toml", "--golden-dir", str(golden), "--config", WORD_LM,
+                 "--backend", backend, "--json", str(report))
+    (cell,) = json.loads(report.read_text())["cells"]
+    assert cell["verdict"] == "DRIFT"
+    localisation = cell["localisation"]
+    assert localisation["first_submodule"] == "decoder"
+    moved = {item["name"]: item["moved"] for item in localisation["submodules"] if item["max_abs"] is not None}
+    assert moved == {"encoder": False, "rnn": False, "decoder": True}  # dropout (identity in eval) has no value
+    (line,) = where_lines(result)
+    assert line.startswith("where: submodule decoder (Linear) moves first")
+
+
+def test_run_localises_a_drifting_cell_and_says_when_nothing_leaves_the_noise(
+        cli: Callable[..., CliResult], golden_copy: Callable[..., Path], tmp_path: Path) -> None:
+    """--bitwise makes ONNX Runtime's honest 1e-7 gap a DRIFT: localised, no step's error is above 4 ulps."""
+    golden = golden_copy(LSTM)
+    report = tmp_path / "report.json"
+    result = cli("run", "--golden-dir", str(golden), "--config", LSTM, "--backend", "onnxruntime-legacy",
+                 "--bitwise", "--json", str(report))
+    (cell,) = json.loads(report.read_text())["cells"]
+    assert result.exit_code == 1 and cell["verdict"] == "DRIFT"
+    assert cell["localisation"]["first"] is None and len(cell["localisation"]["per_layer"]) == 4
+    assert where_lines(result) == ["where: no layer, direction or step leaves the noise (5e-07)"]

@@ -21,9 +21,10 @@ sys.exit(main(sys.argv[1:]))
 
 def test_dynamo_artifacts_replay_where_torch_is_installed_but_onnxscript_is_not(tmp_path: Path) -> None:
     report = tmp_path / "replay.json"
-    result = subprocess.run([sys.executable, "-c", WITHOUT_ONNXSCRIPT, "replay", "--backend", "onnxruntime-dynamo,onnx-reference-dynamo",
-                             "--config", "rnn-h8-s0", "--config", "lstm-h8-s0", "--quiet", "--json", str(report)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    argv = ["replay", "--backend", "onnxruntime-dynamo,onnx-reference-dynamo", "--config", "rnn-h8-s0", "--config",
+            "lstm-h8-s0", "--quiet", "--json", str(report)]
+    result = subprocess.run([sys.executable, "-c", WITHOUT_ONNXSCRIPT, *argv], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     verdicts = {(cell["config"], cell["backend"]): cell["verdict"] for cell in json.loads(report.read_text())["cells"]}
     assert set(verdicts) == {(config, backend) for config in ("rnn-h8-s0", "lstm-h8-s0")

@@ -7,9 +7,7 @@ into local and carried errors.
   state per step comes with it).
 - torch backends (eager, TorchScript, torch.export run aten's RNN kernels): the stack run layer by layer with
   single-layer modules holding the same weights, in the config's dtype; one-step calls for teacher forcing.
-- ONNX artifacts: a copy of the artifact with every recurrent node's Y (and its inputs that are not
-  initializers) as extra graph outputs, run by the backend itself; per node, a one-node model holding that
-  node's weights and attributes (a flipped linear_before_reset stays flipped), run one step at a time.
+- ONNX artifacts: harness.backends.onnx_layer_states.
 Keys are (layer, direction): layer 1-based, direction "forward" or "reverse"; arrays are [steps, batch, hidden].
 """
 
@@ -21,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.backends.base import Artifact, ArtifactBackend
 from harness.model.config import RnnConfig
 
 if TYPE_CHECKING:
@@ -29,8 +26,6 @@ if TYPE_CHECKING:
 
 Key = tuple[int, str]
 States = dict[Key, np.ndarray]
-RECURRENT_OPS = ("RNN", "GRU", "LSTM")
-_W, _R, _B, _H0, _C0 = 1, 2, 3, 5, 6  # ONNX RNN/GRU/LSTM input positions
 _PARAMETER = re.compile(r"(?P<base>\w+?)_l(?P<layer>\d+)(?P<reverse>_reverse)?")
 
 
@@ -61,10 +56,10 @@ def directions(config: RnnConfig) -> tuple[str, ...]:
 
 def check_localisable(config: RnnConfig) -> None:
     """NotLocalisable for what the per-step analysis does not cover."""
-    if not config.plain_rnn:
-        raise NotLocalisable("a user's model: localised by submodule is not implemented yet")
     if config.check != "forward":
         raise NotLocalisable(f"check {config.check!r}: only forward checks are localised")
+    if not config.plain_rnn:
+        raise NotLocalisable("a user's model: localised by submodule (harness.judging.submodules), not by layer")
     if config.lengths:
         raise NotLocalisable("packed sequences (lengths) are not localised")
     if config.proj_size:
@@ -166,8 +161,8 @@ def reference_stack(module: torch.nn.Module, config: RnnConfig, inputs: dict[str
             cell = _cell_module(config, input_size_of(config, layer), layer_weights(stack, layer, direction),
                                 torch.float64)
             steps = range(layer_input.shape[0]) if direction == "forward" else range(layer_input.shape[0] - 1, -1, -1)
-            h[key], c[key] = np.zeros((layer_input.shape[0], *h0[key].shape)), np.zeros((layer_input.shape[0],
-                                                                                          *h0[key].shape))
+            shape = (layer_input.shape[0], *h0[key].shape)
+            h[key], c[key] = np.zeros(shape), np.zeros(shape)
             state, memory = h0[key], (c0[key] if lstm else None)
             for t in steps:
                 state, memory = step(cell, layer_input[t], state, memory, torch.float64)
@@ -205,7 +200,7 @@ def torch_states(stack: dict[str, torch.Tensor], config: RnnConfig, inputs: dict
             cell = _cell_module(config, input_size_of(config, layer), layer_weights(stack, layer, key[1]), dtype)
             local[key] = _teacher_forced(cell, reference, key, dtype, config.cell == "lstm")
             chained = _chained(cell, layer_input, h0[key], c0[key] if config.cell == "lstm" else None, key[1], dtype)
-            notes.extend(_blocking_note("torch", key, chained, free[key]))
+            notes.extend(blocking_note("torch", key, chained, free[key]))
         layer_input = output.double().numpy()  # exact: cast back to the dtype where it is the next layer's input
     return free, local, tuple(notes)
 
@@ -231,144 +226,9 @@ def _chained(cell: torch.nn.Module, layer_input: np.ndarray, h0: np.ndarray, c0:
     return result
 
 
-def _blocking_note(runtime: str, key: Key, chained: np.ndarray, free: np.ndarray) -> list[str]:
+def blocking_note(runtime: str, key: Key, chained: np.ndarray, free: np.ndarray) -> list[str]:
     if np.array_equal(chained, free):
         return []
     return [f"{runtime}: one-step execution is not bitwise its full-sequence execution (layer {key[0]} {key[1]}, "
             f"max {float(np.max(np.abs(chained - free))):.2g}): kernel blocking, so part of the local error is "
             "the kernel's own"]
-
-
-# --- ONNX artifacts -------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class _Node:
-    """One recurrent node of an artifact: its layer's weights (W, R, B as arrays) and what the node says."""
-
-    node: Any  # onnx.NodeProto
-    weights: dict[str, np.ndarray]  # "W", "R", "B" (absent without bias)
-    directions: tuple[str, ...]
-
-
-def onnx_states(backend: ArtifactBackend, artifact: Artifact, config: RnnConfig, inputs: dict[str, np.ndarray],
-                reference: ReferenceStack) -> tuple[States, States, tuple[str, ...]]:
-    """(free, local, notes) of an ONNX artifact run by the backend itself (its runtime and session options)."""
-    import onnx
-
-    model = onnx.load_from_string(artifact.data)
-    nodes = [node for node in model.graph.node if node.op_type in RECURRENT_OPS]
-    if len(nodes) != config.num_layers:
-        raise NotLocalisable(f"the artifact has {len(nodes)} recurrent node(s) for {config.num_layers} layer(s)")
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    floating = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(inputs["input"].dtype))
-    graph_inputs = {value.name for value in model.graph.input}
-    wanted = [node.output[0] for node in nodes] + [node.input[0] for node in nodes if node.input[0] not in graph_inputs]
-    wanted += [name for node in nodes for name in node.input[_W:_B + 1] if name and name not in initializers]
-    wanted = list(dict.fromkeys(wanted))
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    known = {output.name for output in exposed.graph.output}
-    exposed.graph.output.extend(onnx.helper.make_tensor_value_info(name, floating, None)
-                                for name in wanted if name not in known)
-    run = backend.load(Artifact(kind="onnx", data=exposed.SerializeToString(), producer=artifact.producer), wanted)
-    values = run.run(inputs)
-    free: States = {}
-    local: States = {}
-    notes: list[str] = []
-    for layer, node in enumerate(nodes, start=1):
-        parsed = _parse(node, initializers, values, onnx)
-        layer_input = np.asarray(inputs[node.input[0]] if node.input[0] in graph_inputs else values[node.input[0]])
-        y = np.asarray(values[node.output[0]], np.float64)  # [steps, directions, batch, hidden]
-        step_model = _one_node_model(model, parsed, floating, config.cell == "lstm", onnx)
-        prepared = backend.load(Artifact(kind="onnx", data=step_model, producer=artifact.producer),
-                                _STEP_OUTPUTS[:3 if config.cell == "lstm" else 2])
-        local.update(_onnx_teacher_forced(prepared, parsed, layer, reference, inputs["input"].dtype))
-        for index, direction in enumerate(parsed.directions):
-            key = (layer, direction)
-            free[key] = y[:, index]
-            chained = _onnx_chained(prepared, parsed, index, layer_input, reference, key)
-            notes.extend(_blocking_note(f"{backend.name}", key, chained, free[key]))
-    return free, local, tuple(notes)
-
-
-_STEP_OUTPUTS = ("Y", "Y_h", "Y_c")
-
-
-def _parse(node: Any, initializers: dict[str, Any], values: dict[str, np.ndarray], onnx: Any) -> _Node:
-    attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
-    if attributes.get("layout", 0) != 0:
-        raise NotLocalisable(f"{node.op_type} node {node.name!r} has layout {attributes['layout']}")
-    if len(node.input) > 4 and node.input[4]:
-        raise NotLocalisable(f"{node.op_type} node {node.name!r} takes sequence_lens")
-    direction = attributes.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    weights = {}
-    for label, position in (("W", _W), ("R", _R), ("B", _B)):
-        name = node.input[position] if len(node.input) > position else ""
-        if name:
-            weights[label] = (onnx.numpy_helper.to_array(initializers[name]) if name in initializers
-                              else np.asarray(values[name]))
-    names = ("forward", "reverse") if direction == "bidirectional" else (direction,)
-    return _Node(node=node, weights=weights, directions=names)
-
-
-def _one_node_model(model: Any, parsed: _Node, floating: int, lstm: bool, onnx: Any) -> bytes:
-    """The node alone at one step: X [1, batch, features] and the initial state(s) in, Y/Y_h(/Y_c) out; its
-    weights as initializers and its attributes as they are in the artifact."""
-    helper = onnx.helper
-    node = parsed.node
-    state_inputs = ["initial_h", "initial_c"] if lstm else ["initial_h"]
-    names = ["X", "W", "R", "B" if "B" in parsed.weights else "", "", *state_inputs]
-    outputs = list(_STEP_OUTPUTS[:3 if lstm else 2])
-    single = helper.make_node(node.op_type, names, outputs, name="one_step")
-    single.attribute.extend(node.attribute)
-    graph = helper.make_graph(
-        [single], "one_step",
-        [helper.make_tensor_value_info(name, floating, None) for name in ["X", *state_inputs]],
-        [helper.make_tensor_value_info(name, floating, None) for name in outputs],
-        [onnx.numpy_helper.from_array(array, name) for name, array in parsed.weights.items()])
-    built = helper.make_model(graph, opset_imports=list(model.opset_import))
-    built.ir_version = model.ir_version
-    return bytes(built.SerializeToString())
-
-
-def _feeds(x: np.ndarray, h: list[np.ndarray], c: list[np.ndarray] | None, dtype: Any) -> dict[str, np.ndarray]:
-    feeds = {"X": np.asarray(x, dtype)[None], "initial_h": np.stack(h).astype(dtype)}
-    if c is not None:
-        feeds["initial_c"] = np.stack(c).astype(dtype)
-    return feeds
-
-
-def _onnx_teacher_forced(prepared: Any, parsed: _Node, layer: int, reference: ReferenceStack, dtype: Any) -> States:
-    """Every direction of the node at every step, from the reference's previous states and layer input (both
-    directions read the same x at step t, each from its own previous state)."""
-    keys = [(layer, direction) for direction in parsed.directions]
-    lstm = bool(reference.c)
-    result = {key: np.zeros_like(reference.h[key]) for key in keys}
-    for t in range(reference.h[keys[0]].shape[0]):
-        feeds = _feeds(reference.layer_inputs[layer - 1][t], [reference.previous(key, t) for key in keys],
-                       [reference.previous(key, t, cell=True) for key in keys] if lstm else None, dtype)
-        y = np.asarray(prepared.run(feeds)["Y"], np.float64)
-        for index, key in enumerate(keys):
-            result[key][t] = y[0, index]
-    return result
-
-
-def _onnx_chained(prepared: Any, parsed: _Node, index: int, layer_input: np.ndarray, reference: ReferenceStack,
-                  key: Key) -> np.ndarray:
-    """One direction's own one-step execution chained over the sequence (the other direction's slot fed zeros)."""
-    lstm = bool(reference.c)
-    dtype = layer_input.dtype
-    steps = layer_input.shape[0]
-    zeros = np.zeros_like(reference.h0[key])
-    h = [zeros for _ in parsed.directions]
-    c = [zeros for _ in parsed.directions]
-    h[index], c[index] = reference.h0[key], reference.c0[key]
-    result = np.zeros((steps, *zeros.shape))
-    for t in range(steps) if key[1] == "forward" else range(steps - 1, -1, -1):
-        out = prepared.run(_feeds(layer_input[t], h, c if lstm else None, dtype))
-        h[index] = np.asarray(out["Y_h"])[index]
-        if lstm:
-            c[index] = np.asarray(out["Y_c"])[index]
-        result[t] = np.asarray(out["Y"], np.float64)[0, index]
-    return result

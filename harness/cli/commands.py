@@ -357,7 +357,7 @@ def cmd_review(values: Values) -> int:
 def cmd_explain(values: Values) -> int:
     """One cell, run (or replayed with --stored) and localised whatever its verdict; exit as for run."""
     from harness.reports.localisation import explain_lines
-    from harness.session.localise import explain
+    from harness.session.explain import explain
 
     check_output_paths(values.get(name) for name in REPORT_FILES)
     backends = values.get("backend") or []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.judging.submodules import SubmoduleError, first_moving
 from harness.model.tolerance import Tolerance
 
 DIRECTIONS = ("forward", "reverse")
@@ -76,12 +77,19 @@ class Localisation:
     notes: tuple[str, ...] = ()
     skipped: str = ""
     seconds: float = 0.0
+    submodules: tuple[SubmoduleError, ...] = ()  # a user's model: each submodule in call order (judging.submodules)
 
     def to_dict(self) -> dict[str, object]:
-        return {"first": self.first.to_dict() if self.first else None,
-                "per_layer": [layer.to_dict() for layer in self.per_layer], "noise": self.noise,
-                "finding": self.finding, "notes": list(self.notes), "skipped": self.skipped,
-                "seconds": round(self.seconds, 4)}
+        document: dict[str, object] = {
+            "first": self.first.to_dict() if self.first else None,
+            "per_layer": [layer.to_dict() for layer in self.per_layer], "noise": self.noise,
+            "finding": self.finding, "notes": list(self.notes), "skipped": self.skipped,
+            "seconds": round(self.seconds, 4)}
+        if self.submodules:
+            moving = first_moving(self.submodules)
+            document["first_submodule"] = moving.name if moving else None
+            document["submodules"] = [error.to_dict() for error in self.submodules]
+        return document
 
 
 def skipped(reason: str) -> Localisation:
@@ -166,7 +174,7 @@ def finding(first: FirstDivergence | None, layers: Sequence[LayerErrors], noise:
                      f"at step {step}")
     text = "; ".join(parts) + ")"
     if origin.growth is not None:
-        text += f"; error grows x{origin.growth:.3g} per step"
+        text += f"; error {'grows' if origin.growth >= 1 else 'shrinks'} x{origin.growth:.3g} per step"
     return text
 
 

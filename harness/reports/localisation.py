@@ -44,7 +44,8 @@ def _panel(title: str, layers: tuple[LayerErrors, ...], attribute: str, noise: f
         for step, value in enumerate(getattr(layer, attribute)):
             tip = f"layer {layer.layer} {layer.direction} step {step}: {attribute} {value:.3g}"
             parts.append(f'<rect x="{label_width + step * size}" y="{y}" width="{size - 1}" height="{size - 1}" '
-                         f'fill="{_colour(value, noise)}" stroke="#dddddd" data-step="{step}"><title>{tip}</title></rect>')
+                         f'fill="{_colour(value, noise)}" stroke="#dddddd" data-step="{step}">'
+                         f"<title>{tip}</title></rect>")
     for step in range(0, steps, 5):
         parts.append(f'<text x="{label_width + step * size}" y="{height - 3}" font-size="9">{step}</text>')
     return (f'<svg class="heat-{attribute}" width="{width}" height="{height}" role="img" style="display:block" '

@@ -51,10 +51,10 @@ def report_lines(report: RunReport, *, verbose: bool = False, table: bool = Fals
     lines += ["", *backend_summary_lines(report)]
     lines += _failures(report, verbose=verbose)
     lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report) + weights_warnings(report)
-    lines += resolved_limitation_lines(report) + relation_lines(report, verbose=verbose)
+    lines += resolved_limitation_lines(report) + relation_lines(report, verbose=verbose, table=table, width=width)
     if verbose or failing:
         lines += _calibrated(report)
-    lines += _moved(report, verbose=verbose) + _artifacts(report) + _cache(report, verbose=verbose)
+    lines += _moved(report, verbose=verbose) + _artifacts(report) + _cache(report, verbose=verbose, width=width)
     if verbose or failing:
         lines += _oracle_summary(report)
     if verbose:
@@ -130,7 +130,7 @@ def _artifacts(report: RunReport) -> list[str]:
     return lines
 
 
-def _cache(report: RunReport, *, verbose: bool) -> list[str]:
+def _cache(report: RunReport, *, verbose: bool, width: int = DEFAULT_WIDTH) -> list[str]:
     """Which cells' exports came from the export cache (written by an earlier run, or shared with a cell of this
     run exporting the same model), and any entry that was discarded and rebuilt."""
     sourced = [cell for cell in report.cells if cell.artifact_source]
@@ -143,8 +143,12 @@ def _cache(report: RunReport, *, verbose: bool) -> list[str]:
     off = "export cache off (see the warning above)" if unusable else "export cache off (--no-cache)"
     where = f"export cache {report.cache_dir}" if report.cache_dir else off
     exported = len(sourced) - len(earlier) - len(shared)
-    line = f"{where}: {counted(len(earlier), 'cell')} loaded from earlier runs, {exported} exported now"
-    lines = ["", line + (f", {len(shared)} sharing an export made in this run" if shared else "")]
+    counts = f"{counted(len(earlier), 'cell')} loaded from earlier runs, {exported} exported now" + (
+        f", {len(shared)} sharing an export made in this run" if shared else "")
+    line = f"{where}: {counts}"
+    if len(line) > width and report.cache_dir:  # the directory on a line of its own
+        line = f"export cache: {counts}\n  (in {report.cache_dir})"
+    lines = ["", *line.split("\n")]
     lines += [f"  rebuilt {cell.config_id} x {cell.backend}: {cell.artifact_source}" for cell in rebuilt]
     if verbose:
         lines += [f"  {cell.config_id} x {cell.backend}: {cell.artifact_source}" for cell in sourced

@@ -42,8 +42,8 @@ from harness.model.shard import select_shard
 from harness.model.suite import Suite, load_suite
 from harness.model.tolerance import LOOSE_FLOAT32_ATOL, TolerancePolicy
 from harness.session.artifacts import stored_entry
-from harness.session.localise import localise_run_cell
 from harness.session.execution import case_facts, environment_now, execute, judged_cell, pinned_threads
+from harness.session.localise import localise_run_cell
 from harness.session.record import RecordResult, backend_settings, describe_changes, fingerprint_backends
 from harness.session.settings import Settings, policy_for
 from harness.store.cache import ExportCache, default_cache_dir

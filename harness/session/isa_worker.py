@@ -23,11 +23,15 @@ from harness.backends.base import NoAutogradError
 from harness.backends.capture import first_line
 from harness.backends.deadline import cell_budget
 from harness.backends.lifetime import die_with_parent
+from harness.judging.compare import compare_outputs
+from harness.judging.judge import valid_steps_only
 from harness.model.config import RnnConfig
+from harness.model.tolerance import Tolerance
 from harness.options import add_cli_options
 from harness.session.core import Session
 from harness.session.execution import execute
 from harness.session.settings import settings_from
+from harness.verdicts import Verdict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,10 +74,23 @@ def cell_record(session: Session, config: RnnConfig, name: str, path: Path) -> d
         cell = session.judge(config, name)
     case = session.prepared(config).case
     distances = [tensor.max_ulps for tensor in cell.tensors if tensor.total]
+    verdict, reason = cell.verdict, cell.reason
+    if not verdict.failing and cell.tolerance is not None and not _within(session, config, outputs, cell.tolerance):
+        # The judged runs passed, but the run whose bits are compared does not: the backend is not deterministic.
+        verdict, reason = Verdict.NONDETERMINISTIC, "the probe's own run fails the golden while the judged runs pass"
     return {"status": "computed", "detail": "", "weights_sha256": case.weights_sha256,
             "inputs_sha256": case.inputs_sha256, "file": path.name, "names": list(outputs),
-            "dtypes": [array.dtype.name for array in outputs.values()], "verdict": cell.verdict.value,
-            "verdict_reason": cell.reason, "golden_ulps": max(distances) if distances else None}
+            "dtypes": [array.dtype.name for array in outputs.values()], "verdict": verdict.value,
+            "verdict_reason": reason, "golden_ulps": max(distances) if distances else None}
+
+
+def _within(session: Session, config: RnnConfig, outputs: dict[str, np.ndarray], tolerance: Tolerance) -> bool:
+    """Whether these outputs pass the config's golden under the cell's tolerance (True without a golden)."""
+    golden = session.golden(config)
+    if golden is None:
+        return True
+    expected, actual = valid_steps_only(config, golden.tensors), valid_steps_only(config, outputs)
+    return all(comparison.passed for comparison in compare_outputs(expected, actual, tolerance))
 
 
 if __name__ == "__main__":

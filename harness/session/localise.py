@@ -11,22 +11,48 @@ import dataclasses
 import importlib.util
 import io
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from harness.backends.base import Artifact, ArtifactBackend, Backend
 from harness.backends.capture import first_line
 from harness.judging.localisation import Localisation, StackStates, localise, skipped
-from harness.judging.results import CellResult, RunReport
+from harness.judging.results import CellResult
 from harness.model.config import RnnConfig
 from harness.verdicts import Verdict
 
 if TYPE_CHECKING:
     from harness.model.case import Case
-    from harness.session.core import Session
+    from harness.session.settings import Settings
+    from harness.store.cache import ExportCache
+    from harness.store.golden import Golden, GoldenStore
 
 TORCH_ARTIFACTS = ("torchscript", "torch-export")
+
+
+class Localising(Protocol):
+    """What localising needs of the session (harness.session.core.Session), named here so that the session can
+    call this module without an import cycle."""
+
+    settings: Settings
+
+    @property
+    def cache(self) -> ExportCache | None: ...
+
+    @property
+    def store(self) -> GoldenStore: ...
+
+    def golden(self, config: RnnConfig) -> Golden | None: ...
+
+    def prepared(self, config: RnnConfig) -> Any: ...  # harness.session.core.PreparedCase
+
+    def backend(self, name: str) -> Backend: ...
+
+    def pinned(self) -> AbstractContextManager[None]: ...
+
+    def config(self, config_id: str) -> RnnConfig: ...
 
 
 def with_localisation(cell: CellResult, localisation: Localisation | None) -> CellResult:
@@ -43,6 +69,11 @@ def localise_cell(cell: CellResult, *, config: RnnConfig, backend: Backend, inpu
     from harness.backends.layer_states import NotLocalisable, check_localisable
 
     try:
+        if config.model and config.check == "forward":
+            return dataclasses.replace(_by_submodule(cell, config=config, backend=backend, inputs=inputs,
+                                                     artifact=artifact, case=case,
+                                                     golden_weights_sha256=golden_weights_sha256),
+                                       seconds=time.perf_counter() - started)
         check_localisable(config)
         found = _localised(cell, config=config, backend=backend, inputs=inputs, artifact=artifact, case=case,
                            golden_weights_sha256=golden_weights_sha256)
@@ -55,13 +86,8 @@ def localise_cell(cell: CellResult, *, config: RnnConfig, backend: Backend, inpu
 
 def _localised(cell: CellResult, *, config: RnnConfig, backend: Backend, inputs: dict[str, np.ndarray],
                artifact: Artifact | None, case: Case | None, golden_weights_sha256: str) -> Localisation:
-    from harness.backends.layer_states import (
-        NotLocalisable,
-        onnx_states,
-        reference_stack,
-        stack_parameters,
-        torch_states,
-    )
+    from harness.backends.layer_states import NotLocalisable, reference_stack, stack_parameters, torch_states
+    from harness.backends.onnx_layer_states import onnx_states
     from harness.model.case import build_case
 
     case = case or build_case(config)
@@ -82,6 +108,33 @@ def _localised(cell: CellResult, *, config: RnnConfig, backend: Backend, inputs:
     return localise(states, tolerance=cell.tolerance, dtype=config.dtype)
 
 
+def _by_submodule(cell: CellResult, *, config: RnnConfig, backend: Backend, inputs: dict[str, np.ndarray],
+                  artifact: Artifact | None, case: Case | None, golden_weights_sha256: str) -> Localisation:
+    """A user's model: eager's submodule outputs (forward hooks) against the ONNX artifact's values in each
+    submodule's name scope; the first submodule that moves."""
+    from harness.backends.layer_states import NotLocalisable
+    from harness.backends.submodule_states import eager_outputs, onnx_values, scope_boundaries
+    from harness.judging.localisation import noise_floor
+    from harness.judging.submodules import submodule_errors, submodule_finding
+    from harness.model.case import build_case
+
+    if artifact is None or artifact.kind != "onnx" or not isinstance(backend, ArtifactBackend):
+        raise NotLocalisable(f"a user's model on {backend.name}: localised by submodule on ONNX artifacts only")
+    import onnx
+
+    case = case or build_case(config)
+    if case.weights_sha256 != golden_weights_sha256:
+        raise NotLocalisable("the seeded model's weights are not the golden's: there is no reference to compare")
+    eager, kinds = eager_outputs(dataclasses.replace(case, inputs=inputs))
+    boundaries = scope_boundaries(onnx.load_from_string(artifact.data))
+    names = list(dict.fromkeys(name for path in eager for name in boundaries.get(path, [])))
+    values = onnx_values(backend, artifact, inputs, names)
+    exported = {path: [values[name] for name in boundaries.get(path, [])] for path in eager}
+    atol, rtol = noise_floor(cell.tolerance, config.dtype)
+    errors = submodule_errors(eager, kinds, exported, atol=atol, rtol=rtol)
+    return Localisation(submodules=errors, noise=atol, finding=submodule_finding(errors, atol))
+
+
 def _artifact_state_dict(artifact: Artifact) -> dict[str, Any]:
     """A stored torch artifact's own parameters (a tampered artifact's, not the seeded module's); its gate has
     passed it before the replay loaded it."""
@@ -94,7 +147,7 @@ def _artifact_state_dict(artifact: Artifact) -> dict[str, Any]:
     return dict(program.state_dict)
 
 
-def localise_run_cell(session: Session, config: RnnConfig, cell: CellResult, *, force: bool = False) -> CellResult:
+def localise_run_cell(session: Localising, config: RnnConfig, cell: CellResult, *, force: bool = False) -> CellResult:
     """A `run` cell with its localisation: DRIFT cells (or any judged cell when forced) of built-in stacks."""
     if cell.localisation is not None or not (force or cell.verdict is Verdict.DRIFT) or not cell.tensors \
             or session.settings.live_reference:
@@ -117,7 +170,7 @@ def localise_run_cell(session: Session, config: RnnConfig, cell: CellResult, *, 
     return with_localisation(cell, found)
 
 
-def localise_replayed_cell(session: Session, config: RnnConfig, cell: CellResult, *, backend: Backend,
+def localise_replayed_cell(session: Localising, config: RnnConfig, cell: CellResult, *, backend: Backend,
                            artifact: Artifact, inputs: dict[str, np.ndarray], golden_weights_sha256: str,
                            bounded: bool = False, force: bool = False) -> CellResult:
     """A `replay` cell with its localisation: the stored artifact's states against the golden model's reference
@@ -134,36 +187,3 @@ def localise_replayed_cell(session: Session, config: RnnConfig, cell: CellResult
                               golden_weights_sha256=golden_weights_sha256)
     return with_localisation(cell, found)
 
-
-def explain(session: Session, *, stored: bool) -> RunReport:
-    """`harness explain ID --backend B`: the session's one cell run (or, stored, replayed) and localised whatever
-    its verdict."""
-    if stored:
-        from harness.session.replay import replay
-
-        report = replay(session)
-        cells = tuple(_stored_localised(session, cell) for cell in report.cells)
-    else:
-        report = session.run()
-        cells = tuple(localise_run_cell(session, session.config(cell.config_id), cell, force=True)
-                      for cell in report.cells)
-    return dataclasses.replace(report, cells=cells)
-
-
-def _stored_localised(session: Session, cell: CellResult) -> CellResult:
-    from harness.backends import get_backend
-    from harness.errors import GoldenError
-
-    config = session.config(cell.config_id)
-    golden = session.golden(config)
-    entry = golden.artifacts.get(cell.backend) if golden else None
-    if golden is None or entry is None or not cell.tensors:
-        return cell
-    try:
-        stored = session.store.verified_artifact(golden, cell.backend)
-    except GoldenError:  # the replay has said so already
-        return cell
-    artifact = Artifact(kind=entry.kind, data=stored.data, producer=entry.producer)
-    return localise_replayed_cell(session, config, cell, backend=get_backend(cell.backend), artifact=artifact,
-                                  inputs=golden.inputs(), golden_weights_sha256=golden.weights_sha256,
-                                  bounded=stored.facts.bounded, force=True)
