@@ -82,7 +82,7 @@ def test_a_changed_kernel_is_attributed_to_compute_with_oracle_distances(
     assert "float64 oracle: this result is 1.0e-03" in result.out
     assert "this result moved away from the mathematics" in result.out
     assert "error by time step:" in result.out and "does not grow along the sequence" in result.out
-    assert "h_n error by layer/direction: layer 0 1.0e-03" in result.out
+    assert "h_n error by layer/direction: layer 1 1.0e-03" in result.out
     assert "argmax unchanged" in result.out
     cell = next(c for c in json.loads(report.read_text())["cells"] if c["backend"] == "test-offset")
     assert cell["cause"] == "compute changed (same inputs and weights)"

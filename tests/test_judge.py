@@ -133,7 +133,7 @@ def test_drift_analysis_gives_error_by_step_and_by_layer() -> None:
     """Three steps are too few for a growth verdict: the errors are listed; h_n is untouched."""
     cell = judge(moved(REFERENCE, "output", (0, 1, 2), 1e-3))
     assert cell.analysis[0].startswith("error by time step: 1.0e-03, 0.0e+00, 0.0e+00")
-    assert cell.analysis[1] == "h_n error by layer/direction: layer 0 0.0e+00"
+    assert cell.analysis[1] == "h_n error by layer/direction: layer 1 0.0e+00"
     assert len(cell.analysis) == 2  # rnn_tanh has no named exporter pitfall
 
 

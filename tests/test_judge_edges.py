@@ -57,8 +57,8 @@ def test_lstm_drift_analysis_covers_c_n_and_skips_a_state_whose_shape_changed() 
     actual["c_n"][0, 2, 3] = 0.25
     assert analysis_lines(facts(config), expected, actual) == (
         "error by time step: 0.0e+00, 0.0e+00, 0.0e+00",
-        "h_n error by layer/direction: layer 0 0.0e+00",
-        "c_n error by layer/direction: layer 0 2.5e-01",
+        "h_n error by layer/direction: layer 1 0.0e+00",
+        "c_n error by layer/direction: layer 1 2.5e-01",
     )
     actual["h_n"] = np.zeros((5, 8), np.float32)
     assert [line.split(" ")[0] for line in analysis_lines(facts(config), expected, actual)] == ["error", "c_n"]

@@ -236,3 +236,15 @@ def test_goldens_recorded_by_the_plugin_hold_the_recorded_limitations(tmp_path: 
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
     assert "xfailed" in again.stdout or "skipped" in again.stdout
+
+
+def test_a_probe_that_cannot_prepare_keeps_the_whole_upstream_error(tmp_path: Path) -> None:
+    """The first line in the table, TorchScript's source line and marker under it, every line in the JSON."""
+    report = tmp_path / "probes.json"
+    result = harness("probe", "--config", LM, "--backend", "torchscript-script", "--no-fresh-process", "--suite",
+                     str(SUITE), "--golden-dir", str(tmp_path / "none"), "--json", str(report))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "~~~" in result.stdout or "<--- HERE" in result.stdout  # the marker under the source line
+    probes = json.loads(report.read_text())["probes"]
+    detail = next(probe["reason_detail"] for probe in probes if probe["verdict"] == "error")
+    assert detail.startswith("RuntimeError: Arguments for call are not valid.") and detail.count("\n") >= 3

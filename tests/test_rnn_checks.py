@@ -140,10 +140,10 @@ def test_state_error_line_names_every_layer_and_direction() -> None:
     actual[0, 1, 2] = 1e-3
     actual[3, 4, 7] = -0.5
     assert state_error_line(config, "h_n", expected, actual) == (
-        "h_n error by layer/direction: layer 0 1.0e-03, layer 0 reverse 0.0e+00, layer 1 0.0e+00, "
-        "layer 1 reverse 5.0e-01")
+        "h_n error by layer/direction: layer 1 1.0e-03, layer 1 reverse 0.0e+00, layer 2 0.0e+00, "
+        "layer 2 reverse 5.0e-01")
     assert state_error_line(RnnConfig(num_layers=2), "c_n", expected[:2], actual[:2]) == (
-        "c_n error by layer/direction: layer 0 1.0e-03, layer 1 0.0e+00")
+        "c_n error by layer/direction: layer 1 1.0e-03, layer 2 0.0e+00")
 
 
 # -- argmax ----------------------------------------------------------------------------------------------

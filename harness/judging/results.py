@@ -176,6 +176,7 @@ class ProbeResult:
     detail: str = ""
     max_abs: float = 0.0
     strict: bool = False  # --strict-settings: "differs" fails too
+    reason_detail: str = ""  # the whole upstream error behind an error or unsupported probe (printable, bounded)
 
     @property
     def failing(self) -> bool:

@@ -46,12 +46,12 @@ def growth_line(errors: np.ndarray) -> str:
 
 
 def state_error_line(config: RnnConfig, name: str, expected: np.ndarray, actual: np.ndarray) -> str:
-    """Max |error| of h_n / c_n per layer and direction."""
+    """Max |error| of h_n / c_n per layer (1-based) and direction."""
     error = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
     parts = []
     for index in range(error.shape[0]):
         layer, direction = divmod(index, config.num_directions)
-        label = f"layer {layer}" + (" reverse" if direction else "")
+        label = f"layer {layer + 1}" + (" reverse" if direction else "")  # 1-based, as localisation says
         parts.append(f"{label} {error[index].max():.1e}")
     return f"{name} error by layer/direction: {', '.join(parts)}"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.judging.results import PROBES, ProbeResult
 from harness.reports.text import json_safe, printable_lines, text_table
+from harness.reports.upstream_errors import explaining_lines
 from harness.verdicts import ProbeVerdict
 
 SCHEMA = "harness.probes/1"
@@ -42,10 +43,13 @@ def failure_lines(results: tuple[ProbeResult, ...]) -> list[str]:
     """One line per failing cell (config x backend): its failing probes that say the same thing share the line
     (a backend that cannot prepare fails every probe with one error: it is said once)."""
     grouped: dict[tuple[str, str], dict[tuple[str, str], list[str]]] = {}
+    details: dict[tuple[str, str], str] = {}
     for result in results:
         if result.failing:
             cell = grouped.setdefault((result.config_id, result.backend), {})
             cell.setdefault((result.verdict.value, result.detail), []).append(result.probe)
+            if result.reason_detail:
+                details[(result.config_id, result.backend)] = result.reason_detail
     if not grouped:
         return []
     lines = ["", f"Probe failures ({len(grouped)} cells):"]
@@ -53,6 +57,8 @@ def failure_lines(results: tuple[ProbeResult, ...]) -> list[str]:
         parts = [f"{'probe' if len(probes) == 1 else 'probes'} {', '.join(probes)}: {verdict}: {detail}"
                  for (verdict, detail), probes in outcomes.items()]
         lines.append(f"  {config_id} x {backend}: " + "; ".join(parts))
+        # where the upstream error is (TorchScript's source line and marker); the whole error is in the JSON
+        lines += [f"      {line}" for line in explaining_lines(details.get((config_id, backend), ""))]
     return lines
 
 

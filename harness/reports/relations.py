@@ -20,10 +20,9 @@ def relation_lines(report: RunReport, *, verbose: bool = False, table: bool = Fa
         return []
     statuses = Counter(outcome.status for _, outcome in outcomes)
     configs = {cell.config_id for cell, _ in outcomes}
-    counts = ", ".join(f"{statuses[status]} {status.value}" for status in RelationStatus if statuses[status])
-    judged = f"{counted(len(outcomes), 'relation')} judged ({counted(len(configs), 'config')} x backends)"
-    hint = "" if verbose or table else " (--table or -v: which backends)"
-    lines = ["", f"Invariance relations: {judged}: {counts}{hint}"]
+    counts = ", ".join(f"{statuses[status]} {_SHORT[status]}" for status in RelationStatus if statuses[status])
+    hint = "" if verbose or table else " (--table: by backend)"
+    lines = ["", f"Invariance relations ({counted(len(configs), 'config')} x backends): {counts}{hint}"]
     if verbose or table:
         lines += _per_relation(outcomes, width)
     if verbose:
@@ -34,6 +33,10 @@ def relation_lines(report: RunReport, *, verbose: bool = False, table: bool = Fa
         lines += ["Relations whose bitwise status changed since the goldens were recorded (findings, not failures):",
                   *changes]
     return lines
+
+
+_SHORT = {RelationStatus.BITWISE: "hold bitwise", RelationStatus.HOLDS: "within tolerance",
+          RelationStatus.BROKEN: "BROKEN", RelationStatus.UNSUPPORTED: "unsupported"}
 
 
 def _per_relation(outcomes: list[tuple[CellResult, RelationOutcome]], width: int) -> list[str]:

@@ -146,8 +146,8 @@ def _cache(report: RunReport, *, verbose: bool, width: int = DEFAULT_WIDTH) -> l
     counts = f"{counted(len(earlier), 'cell')} loaded from earlier runs, {exported} exported now" + (
         f", {len(shared)} sharing an export made in this run" if shared else "")
     line = f"{where}: {counts}"
-    if len(line) > width and report.cache_dir:  # the directory on a line of its own
-        line = f"export cache: {counts}\n  (in {report.cache_dir})"
+    if len(line) > width and report.cache_dir:  # the directory on a line of its own, with -v
+        line = f"export cache: {counts}" + (f"\n  (in {report.cache_dir})" if verbose else "")
     lines = ["", *line.split("\n")]
     lines += [f"  rebuilt {cell.config_id} x {cell.backend}: {cell.artifact_source}" for cell in rebuilt]
     if verbose:

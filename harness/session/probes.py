@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.backends.base import Backend, NoAutogradError, PreparedModel, autograd_problem
-from harness.backends.capture import captured_upstream_messages, first_line
+from harness.backends.capture import captured_upstream_messages, first_line, full_message
 from harness.errors import HarnessError
 from harness.judging.compare import compare_outputs
 from harness.judging.limitations import RecordedFailure, recorded_failure, same_failure
@@ -101,7 +101,9 @@ def _probe_cell(case: Case, backend: Backend, options: ProbeSettings, threads: i
             limitation = f"recorded: {recorded.reason}"  # as the golden recorded it for this model: not a failure
         verdict, reason = ((ProbeVerdict.UNSUPPORTED, limitation) if limitation
                            else (ProbeVerdict.ERROR, first_line(error)))
-        return [make(probe, verdict, reason) for probe in PROBES if probe != "seed"], ""
+        detail = "" if isinstance(error, NoAutogradError) else full_message(error)  # TorchScript's source line
+        return [dataclasses.replace(make(probe, verdict, reason), reason_detail=detail)
+                for probe in PROBES if probe != "seed"], ""
     return probes, arrays_sha256(reference)
 
 
