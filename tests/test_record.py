@@ -87,3 +87,15 @@ def test_environment_changes_bits_and_context() -> None:
 ])
 def test_fingerprint_line(fingerprint: dict[str, Any], line: str) -> None:
     assert fingerprint_line(fingerprint) == line
+
+
+def test_fingerprints_that_moved_with_the_reference_share_one_line() -> None:
+    """New weights move every backend's bytes; those still bitwise equal to the reference say so once, together."""
+    moved = {**BITWISE_OK, "sha256": "f" * 64}
+    new = golden(weights_sha256="x" * 64, backend_fingerprints={"eager": moved, "onnxruntime": MOVED_OK})
+    old = golden(backend_fingerprints={"eager": BITWISE_OK, "onnxruntime": BITWISE_OK})
+    lines = describe_changes(old, new)
+    assert "fingerprints that moved with the reference (eager): as they were to it" in lines
+    assert not any(line.startswith("eager fingerprint:") for line in lines)
+    assert "onnxruntime fingerprint: bitwise equal to the reference -> 3 ulps (max abs 1.5e-07) from the reference" \
+        in lines

@@ -34,16 +34,30 @@ class Finding:
     def verdicts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(cell.verdict.value for cell in self.cells))
 
-    def cell_list(self) -> str:
-        """The cells, one group per config: `cfg (eager, onnxruntime-legacy); cfg2 (eager)`."""
+    def cell_list(self, *, full: bool = True) -> str:
+        """The cells, one group per config: `cfg (eager, onnxruntime-legacy); cfg2 (eager)`. Not full: the first
+        SHOWN_CONFIGS configs, their backends counted beyond SHOWN_BACKENDS, then how many more."""
         by_config: dict[str, list[str]] = defaultdict(list)
         for cell in self.cells:
             by_config[cell.config_id].append(cell.backend)
-        return "; ".join(f"{config_id} ({', '.join(backends)})" for config_id, backends in by_config.items())
+        groups = list(by_config.items())
+        if full:
+            return "; ".join(f"{config_id} ({', '.join(backends)})" for config_id, backends in groups)
+        shown = [f"{config_id} ({_backends_text(backends)})" for config_id, backends in groups[:SHOWN_CONFIGS]]
+        more = len(groups) - SHOWN_CONFIGS
+        return "; ".join(shown) + (f"; and {counted(more, 'more config')} (-v lists them)" if more > 0 else "")
 
-    def heading(self) -> str:
+    def heading(self, *, full: bool = True) -> str:
         return (f"{self.cause}: {counted(len(self.cells), 'cell')} "
-                f"({', '.join(self.verdicts)}): {self.cell_list()}")
+                f"({', '.join(self.verdicts)}): {self.cell_list(full=full)}")
+
+
+def _backends_text(backends: list[str]) -> str:
+    return ", ".join(backends) if len(backends) <= SHOWN_BACKENDS else counted(len(backends), "backend")
+
+
+SHOWN_CONFIGS = 3  # a terminal heading names this many configs (the Markdown, HTML and -v name them all)
+SHOWN_BACKENDS = 3
 
 
 def changed_parameters_text(change: WeightsChange) -> str:

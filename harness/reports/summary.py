@@ -16,9 +16,10 @@ DEFAULT_WIDTH = 120
 _OBSERVED = " (observed: "  # a known limitation's reason, then what this run saw: the part before it groups
 
 
-def backend_summary_lines(report: RunReport) -> list[str]:
+def backend_summary_lines(report: RunReport, width: int | None = None) -> list[str]:
     """One line per backend: how many cells were identical, close, unsupported, slow and failing, and the worst
-    distance to the golden (or the reference) with the config where it was found."""
+    distance to the golden (or the reference) with the config where it was found (a line wider than `width` is
+    cut, its end marked: --table and the reports have the whole)."""
     header = ["backend", "identical", "close", "unsupported", "slow", "failing", "worst distance"]
     rows = []
     for backend in report.backends:
@@ -30,7 +31,8 @@ def backend_summary_lines(report: RunReport) -> list[str]:
         failing = sum(1 for cell in cells if cell.verdict.failing)
         rows.append([backend, str(count[Verdict.IDENTICAL]), str(count[Verdict.CLOSE]),
                      str(count[Verdict.UNSUPPORTED]), str(count[Verdict.SLOW]), str(failing), _worst(cells)])
-    return text_table(header, rows)
+    lines = text_table(header, rows)
+    return [line if width is None or len(line) <= width else line[:width - 3] + "..." for line in lines]
 
 
 def _worst(cells: list[CellResult]) -> str:

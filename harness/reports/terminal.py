@@ -48,7 +48,7 @@ def report_lines(report: RunReport, *, verbose: bool = False, table: bool = Fals
         lines += ["", *folded_table(report, width=width), legend]
         lines += [f"  {name} settings: " + ", ".join(f"{key}={value}" for key, value in settings.items())
                   for name, settings in report.backend_settings.items()]
-    lines += ["", *backend_summary_lines(report)]
+    lines += ["", *backend_summary_lines(report, width)]
     lines += _failures(report, verbose=verbose)
     lines += _missing(report) + _stale(report) + _leftovers(report) + _warnings(report) + weights_warnings(report)
     lines += resolved_limitation_lines(report) + relation_lines(report, verbose=verbose, table=table, width=width)
@@ -76,11 +76,11 @@ def _failures(report: RunReport, *, verbose: bool) -> list[str]:
     reference = "the reference" if report.live_reference else "the golden"
     lines = ["", f"Failures ({counted(cells, 'cell')}, {counted(len(found), 'finding')}; one finding per cause):"]
     for number, finding in enumerate(found, 1):
-        lines.append(f"[{number}] {finding.heading()}")
+        lines.append(f"[{number}] {finding.heading(full=verbose)}")
         shown = finding.cells if verbose else finding.cells[:1]
         if len(finding.cells) > 1 and not verbose:
-            lines.append(f"  the details of {shown[0].config_id} x {shown[0].backend} (of the other "
-                         f"{counted(len(finding.cells) - 1, 'cell')}: -v, or the HTML report):")
+            lines.append(f"  the details of {shown[0].config_id} x {shown[0].backend} (those of all "
+                         f"{counted(len(finding.cells), 'cell')}: -v, or the HTML report):")
         for cell in shown:
             lines += _failure_lines(cell, report.environment_changes.get(cell.config_id, ()),
                                     reference=reference, verbose=verbose)

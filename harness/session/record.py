@@ -87,7 +87,8 @@ def _fingerprint(case: Case, backend: Backend, reference: Outputs, cache: Export
     except Exception as error:  # recorded as a fact about the backend, like a run would report it
         # A user's model that a backend cannot take is recorded as unsupported for that model, with the whole
         # upstream error: later runs report it as such (exit 0), and say so when it fails otherwise or runs.
-        user_model = bool(case.config.model)
+        # (no autograd is the backend's, not the model's: a known limitation, as for the built-in configs)
+        user_model = bool(case.config.model) and not isinstance(error, NoAutogradError)
         known = backend.known_limitation(case.config) or isinstance(error, NoAutogradError) or user_model
         detail = {"detail": full_message(error)} if user_model else {}
         return {"status": "unsupported" if known else "error", "reason": first_line(error), **detail}, None
@@ -173,11 +174,17 @@ def describe_changes(old: Golden, new: Golden) -> tuple[str, ...]:
         else:
             lines.append(f"{tensor.name}: {tensor.mismatched}/{tensor.total} elements changed, "
                          f"max abs {tensor.max_abs:.3g}, {tensor.max_ulps} ulps")
+    along = []  # other bytes, but the same relation to the reference: they moved with it
     for backend, fingerprint in new.backend_fingerprints.items():
         before = old.backend_fingerprints.get(backend, {})
         if before.get("sha256") != fingerprint.get("sha256") or before.get("status") != fingerprint.get("status"):
-            lines.append(f"{backend} fingerprint: {fingerprint_line(before) if before else 'none'} -> "
-                         f"{fingerprint_line(fingerprint)}")
+            was, now = (fingerprint_line(before) if before else "none"), fingerprint_line(fingerprint)
+            if was == now:
+                along.append(backend)
+            else:
+                lines.append(f"{backend} fingerprint: {was} -> {now}")
+    if along:
+        lines.append(f"fingerprints that moved with the reference ({', '.join(along)}): as they were to it")
     lines += artifact_changes(old, new)
     for context in (False, True):
         lines += [f"environment: {line}"
