@@ -35,8 +35,11 @@ T = TypeVar("T")
 
 
 def comparable(cell: CellResult) -> CellResult:
-    """Everything but timings and the order of notes, which depend on the process a cell ran in."""
-    return dataclasses.replace(cell, prepare_seconds=0.0, run_seconds=0.0, notes=tuple(sorted(cell.notes)))
+    """Everything but timings (the localisation's too) and the order of notes, which depend on the process a cell
+    ran in."""
+    localisation = dataclasses.replace(cell.localisation, seconds=0.0) if cell.localisation else None
+    return dataclasses.replace(cell, prepare_seconds=0.0, run_seconds=0.0, notes=tuple(sorted(cell.notes)),
+                               localisation=localisation)
 
 
 def within(seconds: float, call: Callable[[], T]) -> T:
@@ -81,7 +84,12 @@ def test_two_workers_judge_every_cell_as_one_process_does_in_serial_order(
 
     serial = [session.judge(config, name) for config in configs for name in BACKENDS]
     assert [(cell.config_id, cell.backend) for cell in cells] == [(i, name) for i in ids for name in BACKENDS]
-    assert [comparable(cell) for cell in cells] == [comparable(cell) for cell in serial]
+    for parallel_cell, serial_cell in zip(cells, serial, strict=True):
+        left, right = comparable(parallel_cell), comparable(serial_cell)
+        differing = [field.name for field in dataclasses.fields(left)
+                     if getattr(left, field.name) != getattr(right, field.name)]
+        assert not differing, (left.config_id, left.backend, differing,
+                               [(getattr(left, name), getattr(right, name)) for name in differing])
     assert {cell.verdict for cell in cells} == {Verdict.IDENTICAL, Verdict.CLOSE, Verdict.UNSUPPORTED, Verdict.DRIFT}
     assert all(cell.tensors and cell.past for cell in cells if cell.verdict is Verdict.DRIFT)
     assert sorted(map(id, seen)) == sorted(map(id, cells))  # on_cell saw each cell once, as its config finished
