@@ -180,3 +180,17 @@ def test_merge_tells_unsupported_slow_and_unavailable_apart(tmp_path: Path) -> N
                     "mixed": ["=", "-"]}  # "-": the environments give different reasons
     markdown = merge_markdown(merged)
     assert all(f"| {mark}" in markdown for mark in ("unsupported", "slow", "unavailable"))
+
+
+def test_a_golden_that_moved_is_one_finding_for_its_config_not_one_per_backend() -> None:
+    """Same inputs and weights, other numbers on every backend: the golden (or a shared kernel) moved."""
+    backends = ("eager", "torchscript-script", "torch-export", "onnxruntime-legacy", "onnxruntime-dynamo")
+    moved = tuple(dataclasses.replace(DRIFT, config_id="gru-h8-s0", backend=backend, cause=Cause.COMPUTE)
+                  for backend in backends)
+    other = dataclasses.replace(DRIFT, config_id="rnn-h8-s0", backend="eager", cause=Cause.COMPUTE)
+    found = findings(report((*moved, other), hints={"record": RECORD}))
+    assert [len(finding.cells) for finding in found] == [5, 1]
+    assert found[0].heading(full=False) == ("gru-h8-s0 computes otherwise than its golden, with the golden's inputs "
+                                            "and weights: 5 cells (DRIFT): gru-h8-s0 (5 backends)")
+    many = tuple(dataclasses.replace(cell, config_id=f"c{index}") for index in range(5) for cell in moved[:1])
+    assert sum(len(finding.cells) for finding in findings(report(many))) == 5  # one finding per config

@@ -88,6 +88,10 @@ def cause_of(cell: CellResult, environment_changes: tuple[str, ...] = ()) -> str
         return f"environment changed since the golden: {'; '.join(environment_changes)}"
     if cell.verdict is Verdict.ERROR and cell.reason:
         return f"{cell.backend}: {cell.reason}"
+    if cell.cause is Cause.COMPUTE and cell.verdict in (Verdict.DRIFT, Verdict.SHAPE):
+        # Same inputs and weights, other numbers: every backend of the config that says so tells one story (the
+        # golden's tensors moved, or a kernel they share did).
+        return f"{cell.config_id} computes otherwise than its golden, with the golden's inputs and weights"
     return ""
 
 
