@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from harness.errors import printable
 from harness.judging.results import CellResult, LimitationStatus, RecordedLimitation
@@ -38,9 +39,14 @@ def recorded_failure(config: RnnConfig, golden: Golden, backend: str) -> Recorde
     fingerprint = golden.backend_fingerprints.get(backend) or {}
     if not config.model or fingerprint.get("status") != "unsupported":
         return None
-    detail = str(fingerprint.get("detail", ""))  # read from a file: each line escaped, as the reports print it
-    return RecordedFailure(reason=printable(fingerprint.get("reason", "")),
-                           detail="\n".join(printable(line) for line in detail.split("\n")) if detail else "")
+    return RecordedFailure(reason=printable(fingerprint.get("reason", "")), detail=recorded_detail(fingerprint))
+
+
+def recorded_detail(fingerprint: dict[str, Any]) -> str:
+    """The whole upstream error a fingerprint recorded with a failure, read from a file: each line escaped, as
+    the reports print it ("" when none was recorded)."""
+    detail = str(fingerprint.get("detail", ""))
+    return "\n".join(printable(line) for line in detail.split("\n")) if detail else ""
 
 
 def same_failure(recorded: str, observed: str) -> bool:

@@ -183,15 +183,15 @@ class BareLstm(torch.nn.Module):
 def build_case(config: RnnConfig) -> Case:
     module = build_module(config)
     groups: tuple[int, ...] = ()
-    targets: dict[str, np.ndarray] = {}
     if config.inputs:
-        from harness.model.user_data import user_inputs, user_targets
+        from harness.model.user_data import user_inputs
 
         given = user_inputs(config)
-        inputs, groups, targets = given.arrays, given.groups if given.nested else (), user_targets(config)
+        inputs, groups = given.arrays, given.groups if given.nested else ()
     else:
         inputs = build_inputs(config)
-    if config.targets and not targets:
+    targets: dict[str, np.ndarray] = {}
+    if config.targets:
         from harness.model.user_data import user_targets
 
         targets = user_targets(config)

@@ -13,15 +13,16 @@ import importlib
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.backends import DEFAULT_BACKENDS, expand_backend_names, get_backend
 from harness.backends.base import Artifact, ArtifactBackend, Backend, loading_availability
 from harness.backends.bounded import MemoryBoundExceeded
 from harness.backends.capture import first_line
 from harness.backends.deadline import CellBudgetExceeded, cell_budget
-from harness.errors import BackendUnavailableError, GoldenError, printable
+from harness.errors import BackendUnavailableError, GoldenError
 from harness.judging.judge import CaseFacts, judge_cell
+from harness.judging.limitations import recorded_detail
 from harness.judging.results import CellResult, RunReport
 from harness.judging.sensitivity import insensitive_outputs, insensitive_reason
 from harness.model.config import RnnConfig
@@ -168,10 +169,10 @@ def _without_artifact(session: Session, config: RnnConfig, golden: Golden, backe
                                                         f"check {config.check!r} needs autograd (`harness run`)")
     if fingerprint.get("status") == "unsupported":
         return cell(verdict=Verdict.UNSUPPORTED, reason=f"nothing stored: at record time {fingerprint['reason']}",
-                    reason_detail=_recorded_detail(fingerprint))
+                    reason_detail=recorded_detail(fingerprint))
     if fingerprint.get("status") == "error":
         return cell(verdict=Verdict.ERROR, reason=f"nothing stored: at record time {fingerprint['reason']}",
-                    reason_detail=_recorded_detail(fingerprint))
+                    reason_detail=recorded_detail(fingerprint))
     if backend.is_slow(config) and not fingerprint:
         return cell(verdict=Verdict.SLOW, reason="no artifact stored: left out of the record as slow (record --all)")
     return cell(verdict=Verdict.MISSING,
@@ -185,9 +186,3 @@ def _importable(package: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def _recorded_detail(fingerprint: dict[str, Any]) -> str:
-    """The whole upstream error the golden recorded with the failure (read from a file: every line escaped)."""
-    detail = str(fingerprint.get("detail", ""))
-    return "\n".join(printable(line) for line in detail.split("\n")) if detail else ""
